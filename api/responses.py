@@ -1,0 +1,76 @@
+"""The response envelope of CONTRACT.md: `data`, optional `pagination`, and `info.error`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, TypeVar
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+
+class Info(BaseModel):
+    """`error` is empty on success and a human-readable sentence otherwise."""
+
+    error: str = ""
+
+
+class Pagination(BaseModel):
+    """Where a page sits in the full result."""
+
+    count: int
+    page: int
+    limit: int
+    pages: int
+
+
+class Envelope(BaseModel, Generic[T]):
+    """A single resource."""
+
+    data: T
+    info: Info
+
+
+class ListEnvelope(BaseModel, Generic[T]):
+    """A page of a list."""
+
+    data: list[T]
+    pagination: Pagination
+    info: Info
+
+
+class ErrorEnvelope(BaseModel):
+    """An error answer; `data` is `[]` on list endpoints and `null` elsewhere."""
+
+    data: list[Any] | None
+    info: Info
+
+
+def pagination(count: int, page: int, limit: int) -> dict[str, int]:
+    """The pagination block; `pages` is ceil(count / limit), 0 when nothing matches."""
+    return {"count": count, "page": page, "limit": limit, "pages": math.ceil(count / limit)}
+
+
+def ok(data: Any, *, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A successful single-resource answer."""
+    return JSONResponse(
+        {"data": data, "info": {"error": ""}}, status_code=status_code, headers=headers
+    )
+
+
+def ok_list(data: list[Any], *, count: int, page: int, limit: int) -> JSONResponse:
+    """A successful page of a list."""
+    return JSONResponse(
+        {"data": data, "pagination": pagination(count, page, limit), "info": {"error": ""}}
+    )
+
+
+def error(status_code: int, message: str, *, is_list: bool, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer in the envelope."""
+    return JSONResponse(
+        {"data": [] if is_list else None, "info": {"error": message}},
+        status_code=status_code,
+        headers=headers,
+    )

@@ -1,0 +1,110 @@
+"""Stored prices and their statistics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import IsoDate, Limit, Page, SessionDep, Symbol
+from api.errors import BadRequest, NotFound
+from api.responses import Envelope, ErrorEnvelope, ListEnvelope, ok, ok_list
+from shared.prices import (
+    PriceFilter,
+    count_prices,
+    format_price,
+    list_prices,
+    price_statistics,
+)
+
+router = APIRouter(prefix="/api", tags=["prices"])
+
+
+class PriceItem(BaseModel):
+    """One stored trading day; every field is a string."""
+
+    symbol: str
+    date: str
+    open_price: str
+    close_price: str
+    volume: str
+
+
+class Statistics(BaseModel):
+    """Averages over the stored trading days of a range."""
+
+    start_date: str
+    end_date: str
+    symbol: str
+    average_daily_open_price: float
+    average_daily_close_price: float
+    average_daily_volume: int
+
+
+_ERRORS = {
+    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
+    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+}
+
+
+def _check_range(start_date: object, end_date: object) -> None:
+    if start_date is not None and end_date is not None and start_date > end_date:  # type: ignore[operator]
+        raise BadRequest("Invalid 'start_date': it is after 'end_date'.")
+
+
+@router.get("/financial_data", response_model=ListEnvelope[PriceItem], responses=_ERRORS)
+def read_financial_data(
+    session: SessionDep,
+    start_date: Annotated[IsoDate | None, Query(description="First day, inclusive")] = None,
+    end_date: Annotated[IsoDate | None, Query(description="Last day, inclusive")] = None,
+    symbol: Annotated[Symbol | None, Query(description="Ticker, case-insensitive")] = None,
+    limit: Limit = 5,
+    page: Page = 1,
+) -> JSONResponse:
+    """Stored daily prices by date then symbol, one page at a time."""
+    _check_range(start_date, end_date)
+    filters = PriceFilter(symbol=symbol, start_date=start_date, end_date=end_date)
+    count = count_prices(session, filters)
+    offset = (page - 1) * limit
+    rows = list_prices(session, filters, limit=limit, offset=offset) if offset < count else []
+    data = [
+        {
+            "symbol": row_symbol,
+            "date": day.isoformat(),
+            "open_price": format_price(open_price),
+            "close_price": format_price(close_price),
+            "volume": str(volume),
+        }
+        for row_symbol, day, open_price, close_price, volume in rows
+    ]
+    return ok_list(data, count=count, page=page, limit=limit)
+
+
+@router.get(
+    "/statistics",
+    response_model=Envelope[Statistics],
+    responses={**_ERRORS, 404: {"model": ErrorEnvelope, "description": "No stored day in range"}},
+)
+def read_statistics(
+    session: SessionDep,
+    start_date: Annotated[IsoDate, Query(description="First day, inclusive")],
+    end_date: Annotated[IsoDate, Query(description="Last day, inclusive")],
+    symbol: Annotated[Symbol, Query(description="Ticker, case-insensitive")],
+) -> JSONResponse:
+    """Average open, close and volume of one symbol over a date range."""
+    _check_range(start_date, end_date)
+    stats = price_statistics(session, symbol, start_date, end_date)
+    if stats is None:
+        raise NotFound(f"No stored prices for {symbol} between {start_date} and {end_date}.")
+    return ok(
+        {
+            "start_date": start_date.isoformat(),
+            "end_date": end_date.isoformat(),
+            "symbol": symbol,
+            "average_daily_open_price": float(stats.average_open),
+            "average_daily_close_price": float(stats.average_close),
+            "average_daily_volume": stats.average_volume,
+        }
+    )

@@ -1,0 +1,70 @@
+"""Every setting of Stockpile, read once from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ALPHAVANTAGE_URL = "https://www.alphavantage.co/query"
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables; names match CONTRACT.md, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    alphavantage_api_key: SecretStr | None = None
+    alphavantage_api_key_file: Path | None = None
+    alphavantage_base_url: str = DEFAULT_ALPHAVANTAGE_URL
+    alphavantage_rate_limits: str = "1/second,25/day"
+    alphavantage_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Free keys get the premium message for outputsize=full; only premium keys should enable this.
+    alphavantage_full_history: bool = False
+
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    flower_basic_auth: SecretStr | None = None
+
+    job_max_attempts: int = Field(default=5, ge=1)
+    # A running job whose worker has not finished within this time is considered abandoned.
+    job_lease_seconds: int = Field(default=300, ge=10)
+    dispatch_interval_seconds: float = Field(default=10.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        if self.alphavantage_api_key is None and self.alphavantage_api_key_file is not None:
+            self.alphavantage_api_key = _read_secret(self.alphavantage_api_key_file)
+        if self.api_token is None and self.api_token_file is not None:
+            self.api_token = _read_secret(self.api_token_file)
+        return self
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error when it is not configured."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (run `stockpile dev` for a local stack)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error when it is not configured."""
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (run `stockpile dev` for a local stack)")
+        return self.redis_url
+
+
+def _read_secret(path: Path) -> SecretStr | None:
+    value = path.read_text(encoding="utf-8").strip()
+    return SecretStr(value) if value else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
