@@ -65,6 +65,8 @@ def _is_list_request(request: Request) -> bool:
 def describe_validation_error(errors: Sequence[Any]) -> str:
     """One sentence naming the first offending parameter or body field."""
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
     location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
     name = ".".join(location) or "body"
     if first.get("type") == "missing":
@@ -78,7 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status_code, exc.message, is_list=_is_list_request(request), headers=exc.headers)
+        return error(
+            exc.status_code, exc.message, is_list=_is_list_request(request), headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -87,8 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
         return error(
-            exc.status_code, str(exc.detail), is_list=_is_list_request(request), headers=exc.headers
+            exc.status_code, str(exc.detail), is_list=_is_list_request(request), headers=headers
         )
 
     @app.exception_handler(SQLAlchemyError)
@@ -105,6 +110,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(500, "Internal server error.", is_list=_is_list_request(request))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, "Internal server error.", is_list=_is_list_request(request))

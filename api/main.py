@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import prices
+from api.routes import jobs, prices
 
 
 def create_app() -> FastAPI:
@@ -17,6 +17,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(prices.router)
+    app.include_router(jobs.router)
     return app
 
 

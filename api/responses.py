@@ -48,6 +48,10 @@ class ErrorEnvelope(BaseModel):
     info: Info
 
 
+# OpenAPI `responses=` entries for routes, keyed by status code.
+Responses = dict[int | str, dict[str, Any]]
+
+
 def pagination(count: int, page: int, limit: int) -> dict[str, int]:
     """The pagination block; `pages` is ceil(count / limit), 0 when nothing matches."""
     return {"count": count, "page": page, "limit": limit, "pages": math.ceil(count / limit)}
@@ -67,7 +71,9 @@ def ok_list(data: list[Any], *, count: int, page: int, limit: int) -> JSONRespon
     )
 
 
-def error(status_code: int, message: str, *, is_list: bool, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status_code: int, message: str, *, is_list: bool, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An error answer in the envelope."""
     return JSONResponse(
         {"data": [] if is_list else None, "info": {"error": message}},

@@ -56,7 +56,8 @@ def dispose_engine() -> None:
 def is_connection_error(exc: BaseException) -> bool:
     """Whether a database error means the server is unreachable rather than a bad query."""
     return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or type(exc.orig).__name__ in {"OperationalError", "InterfaceError"}
+        exc.connection_invalidated
+        or type(exc.orig).__name__ in {"OperationalError", "InterfaceError"}
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlmodel import Session
 
 # One statement per payload: the rows travel as arrays and are unnested server-side, so a
@@ -121,15 +121,19 @@ def count_prices(session: Session, filters: PriceFilter) -> int:
     return int(session.execute(sql, filters.params()).scalar_one())
 
 
+PriceRow = tuple[str, dt.date, Decimal, Decimal, int]
+
+
 def list_prices(
     session: Session, filters: PriceFilter, *, limit: int, offset: int
-) -> Sequence[Row[tuple[str, dt.date, Decimal, Decimal, int]]]:
+) -> list[PriceRow]:
     """One page of stored days, by date then symbol."""
     sql = text(
         "SELECT symbol, date, open_price, close_price, volume FROM financial_data "
         f"{filters.where_sql()} ORDER BY date, symbol LIMIT :limit OFFSET :offset"
     )
-    return session.execute(sql, {**filters.params(), "limit": limit, "offset": offset}).all()
+    rows = session.execute(sql, {**filters.params(), "limit": limit, "offset": offset})
+    return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.ratelimit import parse_rate_limits
 
 DEFAULT_ALPHAVANTAGE_URL = "https://www.alphavantage.co/query"
 
@@ -36,7 +38,17 @@ class Settings(BaseSettings):
     # A running job whose worker has not finished within this time is considered abandoned.
     job_lease_seconds: int = Field(default=300, ge=10)
     dispatch_interval_seconds: float = Field(default=10.0, gt=0)
+    # A queued job sent this long ago but still not picked up is sent again (lost message).
+    job_resend_after_seconds: int = Field(default=120, ge=1)
+    # A tracked symbol is refreshed at most this often while its data lags the market.
+    refresh_min_interval_seconds: int = Field(default=1800, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("alphavantage_rate_limits")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:

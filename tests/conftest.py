@@ -17,22 +17,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import uvicorn
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.db import dispose_engine, get_engine
 from shared.settings import get_settings
+from stockpile.migrations import upgrade_head
+from stockpile.sandbox.config import SandboxConfig
+from stockpile.sandbox.server import SandboxHandle, running_sandbox
+from tests.support import API_TOKEN, FAKE_API_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 FIXTURES_DIR = SHARED_DIR / "fixtures" / "alphavantage"
-
-# Distinctive fake secrets: tests search logs, rows and responses for them.
-FAKE_API_KEY = "SECRETKEY-TEST-7f3a9c"
-API_TOKEN = "TOKEN-TEST-51c2e8"
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    if os.environ.get("TMP_HACK"):
-        yield Servers(os.environ["DATABASE_URL"], os.environ["REDIS_URL"])
-        return
+def servers() -> Iterator[Servers]:
     from stockpile.localstack import resolve_services
 
-    data_dir = tmp_path_factory.mktemp("servers")
     with resolve_services(
         database_url=os.environ.get("DATABASE_URL"),
         redis_url=os.environ.get("REDIS_URL"),
-        data_dir=data_dir,
+        # Temp dirs outside pytest's basetemp: as root the server runs as another user, which
+        # must traverse every parent folder, and pytest resets its basetemp to 0700.
+        data_dir=None,
         persistent=False,
     ) as services:
         yield Servers(database_url=services.database_url, redis_url=services.redis_url)
@@ -77,16 +74,14 @@ def _with_database(url: str, name: str) -> str:
 def database_url(servers: Servers) -> Iterator[str]:
     """A fresh database on the suite's server, migrated to head, dropped at the end."""
     from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
 
     name = f"stockpile_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(servers.database_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(servers.database_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = _with_database(servers.database_url, name)
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    upgrade_head(url)
     yield url
     dispose_engine()
     with admin.connect() as conn:
@@ -100,14 +95,34 @@ def redis_url(servers: Servers) -> str:
     return servers.redis_url
 
 
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxHandle]:
+    """The sandbox AlphaVantage in its own process, for the whole session."""
+    with running_sandbox(SandboxConfig(limits=None)) as handle:
+        yield handle
+
+
+# Settings every test process gets: short leases and dispatch ticks so recovery takes seconds.
+TEST_SETTINGS = {
+    "ALPHAVANTAGE_API_KEY": FAKE_API_KEY,
+    "API_TOKEN": API_TOKEN,
+    "ALPHAVANTAGE_RATE_LIMITS": "50/second",
+    "JOB_LEASE_SECONDS": "12",
+    "JOB_MAX_ATTEMPTS": "3",
+    "DISPATCH_INTERVAL_SECONDS": "1",
+    "JOB_RESEND_AFTER_SECONDS": "5",
+    "LOG_LEVEL": "INFO",
+}
+
+
 @pytest.fixture(scope="session", autouse=True)
-def environment(database_url: str, redis_url: str) -> Iterator[None]:
+def environment(database_url: str, redis_url: str, sandbox_server: SandboxHandle) -> Iterator[None]:
     """Point the settings (and every subprocess the tests start) at the suite's servers."""
     values = {
+        **TEST_SETTINGS,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        "ALPHAVANTAGE_API_KEY": FAKE_API_KEY,
-        "API_TOKEN": API_TOKEN,
+        "ALPHAVANTAGE_BASE_URL": sandbox_server.base_url,
     }
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -173,3 +188,24 @@ def api(api_url: str) -> Iterator[httpx.Client]:
 def auth() -> dict[str, str]:
     """The Authorization header with the suite's token."""
     return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:  # type: ignore[type-arg]
+    """A client on the suite's Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def sandbox(
+    sandbox_server: SandboxHandle,
+    redis_client: redis.Redis,  # type: ignore[type-arg]
+) -> SandboxHandle:
+    """The sandbox with calls, faults and limits reset, and the fleet's limiter state cleared."""
+    sandbox_server.reset()
+    sandbox_server.configure(**SandboxConfig(limits=None).model_dump())
+    for key in redis_client.scan_iter("stockpile:*"):
+        redis_client.delete(key)
+    return sandbox_server

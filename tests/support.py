@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Distinctive fake secrets: tests search logs, rows, responses and messages for them.
+FAKE_API_KEY = "SECRETKEY-TEST-7f3a9c"
+API_TOKEN = "TOKEN-TEST-51c2e8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +36,7 @@ def bar(day: str, open_: str, close: str, volume: int = 1000) -> Bar:
 
 def history(days: int, start: dt.date = dt.date(2000, 1, 3)) -> list[Bar]:
     """`days` consecutive weekday bars with distinct prices."""
-    bars = []
+    bars: list[Bar] = []
     day = start
     while len(bars) < days:
         if day.weekday() < 5:
@@ -37,3 +46,17 @@ def history(days: int, start: dt.date = dt.date(2000, 1, 3)) -> list[Bar]:
             )
         day += dt.timedelta(days=1)
     return bars
+
+
+def wait_until(
+    predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll until `predicate` returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import IsoDate, Limit, Page, SessionDep, Symbol
 from api.errors import BadRequest, NotFound
-from api.responses import Envelope, ErrorEnvelope, ListEnvelope, ok, ok_list
+from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
 from shared.prices import (
     PriceFilter,
     count_prices,
@@ -43,7 +43,7 @@ class Statistics(BaseModel):
     average_daily_volume: int
 
 
-_ERRORS = {
+_ERRORS: Responses = {
     400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
     503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
 }

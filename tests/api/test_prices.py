@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from sqlmodel import Session
@@ -33,7 +35,7 @@ def stored(session: Session) -> None:
     session.commit()
 
 
-def _get(api: httpx.Client, path: str, **params: object) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _get(api: httpx.Client, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
     response = api.get(path, params=params)
     return response.status_code, response.json()
 
@@ -97,7 +99,8 @@ def test_financial_data_page_past_the_end_is_empty_but_truthful(api: httpx.Clien
 def test_financial_data_limit_bounds(api: httpx.Client) -> None:
     assert _get(api, "/api/financial_data", limit=1)[1]["pagination"]["pages"] == 5
     status, body = _get(api, "/api/financial_data", limit=1000)
-    assert status == 200 and len(body["data"]) == 5
+    assert status == 200
+    assert len(body["data"]) == 5
     for bad in (0, 1001, -1, "ten", "1.5"):
         status, body = _get(api, "/api/financial_data", limit=bad)
         assert status == 400, bad
@@ -166,7 +169,8 @@ def test_financial_data_bad_input_is_400_naming_the_parameter(
 @pytest.mark.usefixtures("stored")
 def test_financial_data_accepts_dotted_and_dashed_symbols(api: httpx.Client) -> None:
     status, body = _get(api, "/api/financial_data", symbol="brk.b")
-    assert status == 200 and body["data"] == []
+    assert status == 200
+    assert body["data"] == []
     assert _get(api, "/api/financial_data", symbol="TSCO.LON")[0] == 200
     assert _get(api, "/api/financial_data", symbol="BF-B")[0] == 200
 

@@ -1,0 +1,249 @@
+"""Job records: creation with dedupe, conditional state transitions, listing.
+
+Every transition is a conditional UPDATE … RETURNING, so a redelivered or duplicated task can
+neither run a finished job again nor run one job twice at the same time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlmodel import Session, col
+
+from shared.models import IN_FLIGHT_STATUSES, Job, JobStatus, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedJob:
+    """The job for a request, and whether this request created it."""
+
+    job: Job
+    created: bool
+
+
+_INSERT_UNLESS_IN_FLIGHT = text(
+    """
+    INSERT INTO jobs (id, symbol, outputsize, status, source, attempts, created_at)
+    VALUES (:id, :symbol, :outputsize, 'queued', :source, 0, now())
+    ON CONFLICT (symbol) WHERE status IN ('queued', 'running') DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def create_job(
+    session: Session, symbol: str, *, outputsize: str | None = None, source: str = "api"
+) -> CreatedJob:
+    """A new queued job for `symbol`, or the one already in flight; the caller commits."""
+    # The partial unique index decides races between concurrent requests; the loop covers the
+    # in-flight job finishing between our failed insert and the select.
+    for _ in range(5):
+        new_id = session.execute(
+            _INSERT_UNLESS_IN_FLIGHT,
+            {"id": uuid.uuid4(), "symbol": symbol, "outputsize": outputsize, "source": source},
+        ).scalar_one_or_none()
+        if new_id is not None:
+            return CreatedJob(job=_get(session, new_id), created=True)
+        existing = session.execute(
+            select(Job).where(col(Job.symbol) == symbol, col(Job.status).in_(IN_FLIGHT_STATUSES))
+        ).scalar_one_or_none()
+        if existing is not None:
+            return CreatedJob(job=existing, created=False)
+    raise RuntimeError(f"could not create or find an in-flight job for {symbol}")
+
+
+def _get(session: Session, job_id: uuid.UUID) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    return job
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    """The job with this id, fresh from the database."""
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None,
+    symbol: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Job], int]:
+    """One page of jobs, newest first, and how many match."""
+    conditions: list[Any] = []
+    if status is not None:
+        conditions.append(Job.status == status)
+    if symbol is not None:
+        conditions.append(Job.symbol == symbol)
+    count = session.execute(select(func.count()).select_from(Job).where(*conditions)).scalar_one()
+    jobs = (
+        session.execute(
+            select(Job)
+            .where(*conditions)
+            .order_by(col(Job.created_at).desc(), col(Job.id))
+            .limit(limit)
+            .offset(offset)
+        )
+        .scalars()
+        .all()
+    )
+    return jobs, count
+
+
+def _transition(session: Session, job_id: uuid.UUID, where: Any, **values: Any) -> Job | None:
+    statement = (
+        update(Job)
+        .where(col(Job.id) == job_id, where)
+        .values(**values)
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def claim_job(session: Session, job_id: uuid.UUID, *, worker: str, lease: timedelta) -> Job | None:
+    """Take a due queued job, or a running one whose worker's lease expired; None otherwise."""
+    due = text(
+        "(status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
+        " OR (status = 'running' AND lease_expires_at < now())"
+    )
+    return _transition(
+        session,
+        job_id,
+        due,
+        status=JobStatus.RUNNING,
+        worker=worker,
+        started_at=func.now(),
+        lease_expires_at=func.now() + lease,
+    )
+
+
+def _held_by(worker: str) -> Any:
+    return (col(Job.status) == JobStatus.RUNNING) & (col(Job.worker) == worker)
+
+
+def record_attempt(session: Session, job_id: uuid.UUID, *, worker: str) -> Job | None:
+    """Count one upstream call for the job (before making it, so crashes count too)."""
+    return _transition(session, job_id, _held_by(worker), attempts=Job.attempts + 1)
+
+
+def requeue_job(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    worker: str,
+    not_before: datetime | None,
+    detail: str | None = None,
+    refund_attempt: bool = False,
+    outputsize: str | None = None,
+) -> Job | None:
+    """Give the job back to the queue until `not_before` (rate limit, backoff)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "not_before": not_before,
+        "worker": None,
+        "lease_expires_at": None,
+        "dispatched_at": None,
+        "detail": detail,
+    }
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    if outputsize is not None:
+        values["outputsize"] = outputsize
+    return _transition(session, job_id, _held_by(worker), **values)
+
+
+def succeed_job(
+    session: Session, job_id: uuid.UUID, *, worker: str, rows_written: int, detail: str | None
+) -> Job | None:
+    """Mark the job done; None when this worker no longer holds it (then roll back)."""
+    return _transition(
+        session,
+        job_id,
+        _held_by(worker),
+        status=JobStatus.SUCCEEDED,
+        finished_at=func.now(),
+        rows_written=rows_written,
+        detail=detail,
+        not_before=None,
+        lease_expires_at=None,
+        error_code=None,
+        error_message=None,
+    )
+
+
+def fail_job(
+    session: Session, job_id: uuid.UUID, *, worker: str, code: str, message: str
+) -> Job | None:
+    """Mark the job failed with a contract error code and a redacted message."""
+    return _transition(
+        session,
+        job_id,
+        _held_by(worker),
+        status=JobStatus.FAILED,
+        finished_at=func.now(),
+        error_code=code,
+        error_message=message,
+        not_before=None,
+        lease_expires_at=None,
+    )
+
+
+def release_expired_leases(session: Session) -> int:
+    """Put running jobs whose worker vanished back in the queue; how many were released."""
+    result = session.execute(
+        update(Job)
+        .where(col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < func.now())
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, dispatched_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> list[uuid.UUID]:
+    """Mark up to `budget` due queued jobs as dispatched, oldest first; commit, then send them."""
+    if budget <= 0:
+        return []
+    rows = session.execute(
+        text(
+            """
+            UPDATE jobs SET dispatched_at = now()
+            WHERE id IN (
+                SELECT id FROM jobs
+                WHERE status = 'queued'
+                  AND (not_before IS NULL OR not_before <= now())
+                  AND (dispatched_at IS NULL OR dispatched_at < now() - :resend_after)
+                ORDER BY created_at
+                LIMIT :budget
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING id, created_at
+            """
+        ),
+        {"budget": budget, "resend_after": resend_after},
+    ).all()
+    return [row.id for row in sorted(rows, key=lambda row: row.created_at)]
+
+
+def count_dispatched_waiting(session: Session, *, resend_after: timedelta) -> int:
+    """Queued jobs already sent to the broker recently: they will spend budget soon."""
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM jobs WHERE status = 'queued'"
+                " AND dispatched_at >= now() - :resend_after"
+            ),
+            {"resend_after": resend_after},
+        ).scalar_one()
+    )
+
+
+def mark_dispatched(session: Session, job_id: uuid.UUID) -> None:
+    """Remember that the job was just sent, so the dispatcher does not send it again at once."""
+    session.execute(update(Job).where(col(Job.id) == job_id).values(dispatched_at=utcnow()))

@@ -1,0 +1,27 @@
+"""Process-wide logging: one format, and every record passes through the secret redactor."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shared.redaction import RedactingFilter
+from shared.settings import Settings
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr at the configured level, redacting the key and token from every line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    secrets = [s for s in (settings.alphavantage_api_key, settings.api_token) if s is not None]
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # httpx logs every request URL at INFO, and AlphaVantage URLs carry the key.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

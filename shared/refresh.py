@@ -1,0 +1,264 @@
+"""Running one refresh job: the single code path of Celery workers and `stockpile fetch`.
+
+claim → already current? → take a token → count the attempt → call AlphaVantage → audit the call
+→ upsert the prices and mark the job done in one transaction. Waits longer than a second go back
+to PostgreSQL (`not_before`), never into a sleeping worker or a broker countdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from shared.alphavantage import (
+    AlphaVantageError,
+    DailyQuotaExceeded,
+    InvalidSymbol,
+    PremiumOutputSize,
+    RateLimited,
+)
+from shared.audit import record_call
+from shared.db import session_scope
+from shared.jobs import (
+    claim_job,
+    fail_job,
+    record_attempt,
+    requeue_job,
+    succeed_job,
+)
+from shared.market_calendar import last_completed_trading_day
+from shared.models import Job, OutputSize, utcnow
+from shared.prices import upsert_prices
+from shared.tracking import latest_stored_date, mark_failed, mark_refreshed
+from shared.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+# Only waits this short may sleep inside a task; anything longer is stored as `not_before`.
+MAX_SLEEP_SECONDS = 1.0
+# A compact answer holds the last 100 trading days; a longer gap needs the full history.
+COMPACT_TRADING_DAYS = 100
+# A parked symbol (invalid, delisted) is tried again this much later, not every minute.
+PARKED_RETRY = timedelta(days=7)
+# Without a day window to exhaust, a daily-quota reply pauses the fleet this long.
+DAILY_QUOTA_FALLBACK_COOLDOWN = timedelta(hours=1)
+
+
+class Outcome(StrEnum):
+    """What one run did with the job."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REQUEUED = "requeued"
+    NOT_CLAIMED = "not_claimed"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of one run, with the job as it was left and the wait before the next try."""
+
+    outcome: Outcome
+    job: Job | None = None
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    """Limits of a run, from the settings."""
+
+    max_attempts: int
+    lease: timedelta
+    full_history: bool
+
+
+def run_job(
+    job_id: uuid.UUID,
+    *,
+    upstream: Upstream,
+    policy: RunPolicy,
+    worker: str,
+    clock: Callable[[], datetime] = utcnow,
+) -> RunResult:
+    """Run the job if it is due and nobody else holds it; every exit leaves a truthful row."""
+    with session_scope() as session:
+        job = claim_job(session, job_id, worker=worker, lease=policy.lease)
+    if job is None:
+        return RunResult(Outcome.NOT_CLAIMED)
+    return _Run(job, upstream, policy, worker, clock).execute()
+
+
+class _Run:
+    def __init__(
+        self,
+        job: Job,
+        upstream: Upstream,
+        policy: RunPolicy,
+        worker: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.job = job
+        self.upstream = upstream
+        self.policy = policy
+        self.worker = worker
+        self.clock = clock
+
+    def execute(self) -> RunResult:
+        if self.job.attempts >= self.policy.max_attempts:
+            # Only a crash loop gets here: every earlier attempt died before finishing.
+            return self._fail(
+                "upstream_error",
+                f"Gave up after {self.job.attempts} attempts that never finished.",
+            )
+        with session_scope() as session:
+            stored_through = latest_stored_date(session, self.job.symbol)
+        target = last_completed_trading_day(self.clock())
+        if self.job.outputsize != OutputSize.FULL and stored_through and stored_through >= target:
+            return self._succeed(
+                0,
+                f"Already current: stored prices reach {stored_through.isoformat()}, the last "
+                "completed trading day; no AlphaVantage call was made.",
+                upsert=None,
+            )
+        outputsize = self._choose_outputsize(stored_through, target)
+        while True:
+            wait = self._take_token()
+            if wait > 0:
+                return self._requeue(
+                    wait, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
+                )
+            with session_scope() as session:
+                if record_attempt(session, self.job.id, worker=self.worker) is None:
+                    return RunResult(Outcome.NOT_CLAIMED)
+            attempts = self.job.attempts + 1
+            self.job.attempts = attempts
+            started = time.monotonic()
+            try:
+                series = self.upstream.client.fetch_daily(self.job.symbol, outputsize.value)
+            except PremiumOutputSize as exc:
+                self._audit(outputsize, exc, started)
+                self.upstream.full_history.remember_unavailable()
+                logger.info("outputsize=full is premium-only for this key; using compact")
+                outputsize = OutputSize.COMPACT
+                continue
+            except RateLimited as exc:
+                self._audit(outputsize, exc, started)
+                return self._requeue(
+                    self._cool_down(exc),
+                    f"AlphaVantage throttled the key ({exc.message}); the fleet is cooling down.",
+                    refund_attempt=True,
+                )
+            except AlphaVantageError as exc:
+                self._audit(outputsize, exc, started)
+                if not exc.retryable or attempts >= self.policy.max_attempts:
+                    return self._fail(exc.code, exc.message)
+                return self._requeue(
+                    min(2.0 ** (attempts - 1), 60.0),
+                    f"Attempt {attempts} failed ({exc.message}); retrying.",
+                )
+            self._audit(outputsize, None, started)
+            return self._succeed(
+                None,
+                f"Fetched {len(series.bars)} days ({outputsize}) from AlphaVantage.",
+                upsert=series,
+            )
+
+    def _choose_outputsize(self, stored_through: Any, target: Any) -> OutputSize:
+        wants_full = self.job.outputsize == OutputSize.FULL or (
+            self.job.outputsize is None
+            and self.policy.full_history
+            and (stored_through is None or (target - stored_through).days > COMPACT_TRADING_DAYS)
+        )
+        if wants_full and not self.upstream.full_history.unavailable():
+            return OutputSize.FULL
+        return OutputSize.COMPACT
+
+    def _take_token(self) -> float:
+        """0 once a token is held; otherwise how long until the budget frees one."""
+        while True:
+            grant = self.upstream.limiter.acquire(cost_id=str(self.job.id))
+            self._granted_at = grant.at
+            if grant.granted:
+                return 0.0
+            if grant.retry_after > MAX_SLEEP_SECONDS:
+                return grant.retry_after
+            time.sleep(grant.retry_after)
+
+    def _cool_down(self, exc: RateLimited) -> float:
+        limiter = self.upstream.limiter
+        if isinstance(exc, DailyQuotaExceeded):
+            day_windows = [w for w in limiter.windows if w.seconds >= 86_400]
+            if day_windows:
+                return limiter.exhaust(day_windows[0], reason=exc.message)
+            seconds = DAILY_QUOTA_FALLBACK_COOLDOWN.total_seconds()
+        else:
+            seconds = exc.retry_after or 60.0
+        limiter.cooldown(seconds, reason=exc.message)
+        return seconds
+
+    def _audit(self, outputsize: str, exc: AlphaVantageError | None, started: float) -> None:
+        record_call(
+            called_at=self._granted_at,
+            symbol=self.job.symbol,
+            outputsize=outputsize,
+            job_id=self.job.id,
+            outcome="ok" if exc is None else _outcome_name(exc),
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+
+    def _succeed(self, rows: int | None, detail: str, *, upsert: Any) -> RunResult:
+        with session_scope() as session:
+            written = (
+                rows
+                if upsert is None
+                else upsert_prices(session, self.job.symbol, upsert.bars).written
+            )
+            job = succeed_job(
+                session, self.job.id, worker=self.worker, rows_written=written or 0, detail=detail
+            )
+            if job is None:
+                session.rollback()
+                return RunResult(Outcome.NOT_CLAIMED)
+            mark_refreshed(session, self.job.symbol)
+        logger.info("job %s %s: %s rows written", job.id, job.symbol, written)
+        return RunResult(Outcome.SUCCEEDED, job)
+
+    def _fail(self, code: str, message: str) -> RunResult:
+        with session_scope() as session:
+            job = fail_job(session, self.job.id, worker=self.worker, code=code, message=message)
+            if job is None:
+                return RunResult(Outcome.NOT_CLAIMED)
+            if code == InvalidSymbol.code:
+                mark_failed(
+                    session,
+                    self.job.symbol,
+                    code=code,
+                    message=message,
+                    retry_at=self.clock() + PARKED_RETRY,
+                )
+        logger.warning("job %s %s failed: %s", job.id, job.symbol, code)
+        return RunResult(Outcome.FAILED, job)
+
+    def _requeue(self, wait: float, detail: str, *, refund_attempt: bool = False) -> RunResult:
+        with session_scope() as session:
+            job = requeue_job(
+                session,
+                self.job.id,
+                worker=self.worker,
+                not_before=self.clock() + timedelta(seconds=wait),
+                detail=detail,
+                refund_attempt=refund_attempt,
+            )
+        if job is None:
+            return RunResult(Outcome.NOT_CLAIMED)
+        return RunResult(Outcome.REQUEUED, job, retry_in=wait)
+
+
+def _outcome_name(exc: AlphaVantageError) -> str:
+    name = type(exc).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

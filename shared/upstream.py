@@ -1,0 +1,93 @@
+"""AlphaVantage as the fleet shares it: the client, the one rate limiter, and what we learnt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+
+from shared.alphavantage import AlphaVantageClient
+from shared.audit import recent_call_times
+from shared.db import session_scope
+from shared.ratelimit import RedisRateLimiter, parse_rate_limits
+from shared.settings import Settings
+
+LIMITER_KEY_PREFIX = "stockpile:ratelimit"
+# AlphaVantage counts a call when it arrives; request latency varies by some milliseconds, so
+# windows are held this much longer than nominal to never look like a burst upstream.
+LIMITER_MARGIN_SECONDS = 0.1
+
+
+class FullHistoryMemory:
+    """Remembers, fleet-wide, that the key cannot get `outputsize=full` (re-checked daily)."""
+
+    KEY = "stockpile:alphavantage:full_unavailable"
+    TTL_SECONDS = 86_400
+
+    def __init__(self, redis_client: redis.Redis[Any]) -> None:
+        self._redis = redis_client
+
+    def unavailable(self) -> bool:
+        """Whether a premium-only reply to `full` was seen within the last day."""
+        return bool(self._redis.exists(self.KEY))
+
+    def remember_unavailable(self) -> None:
+        """Record a premium-only reply to `full`."""
+        self._redis.set(self.KEY, "1", ex=self.TTL_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """AlphaVantage and the fleet's budget for it."""
+
+    client: AlphaVantageClient
+    limiter: RedisRateLimiter
+    full_history: FullHistoryMemory
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self.client.close()
+
+
+def make_redis(settings: Settings) -> redis.Redis[Any]:
+    """A Redis client with short timeouts, so an outage fails fast instead of hanging."""
+    return redis.Redis.from_url(
+        settings.require_redis_url(),
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+
+
+def make_limiter(settings: Settings, redis_client: redis.Redis[Any]) -> RedisRateLimiter:
+    """The fleet's limiter; after a Redis data loss it re-seeds itself from the audit log."""
+    windows = parse_rate_limits(settings.alphavantage_rate_limits)
+    longest = timedelta(seconds=max(window.seconds for window in windows))
+
+    def history() -> list[float]:
+        with session_scope() as session:
+            return recent_call_times(session, within=longest)
+
+    return RedisRateLimiter(
+        redis_client,
+        windows,
+        history=history,
+        key_prefix=LIMITER_KEY_PREFIX,
+        margin_seconds=LIMITER_MARGIN_SECONDS,
+    )
+
+
+def make_upstream(settings: Settings) -> Upstream:
+    """Everything a run needs to call AlphaVantage, built from the settings."""
+    redis_client = make_redis(settings)
+    return Upstream(
+        client=AlphaVantageClient(
+            base_url=settings.alphavantage_base_url,
+            api_key=settings.alphavantage_api_key,
+            timeout=settings.alphavantage_timeout_seconds,
+        ),
+        limiter=make_limiter(settings, redis_client),
+        full_history=FullHistoryMemory(redis_client),
+    )

@@ -1,0 +1,227 @@
+"""The `stockpile` command: fetch, enqueue, run the sandbox, run the local stack, migrate."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from shared.db import session_scope
+from shared.jobs import create_job, get_job
+from shared.logs import configure_logging
+from shared.models import Job, JobStatus
+from shared.refresh import Outcome, RunPolicy, run_job
+from shared.settings import Settings, get_settings
+from shared.symbols import normalize_symbol
+from shared.upstream import Upstream, make_upstream
+
+app = typer.Typer(
+    help="Stockpile: a local, queryable copy of daily stock prices from AlphaVantage.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+OutputSizeOption = Annotated[
+    Optional[str],  # noqa: UP045 (typer needs Optional on Python 3.11)
+    typer.Option(help="compact (latest 100 days) or full (20+ years, premium keys)"),
+]
+# `stockpile fetch` waits in-process for budget up to this long; beyond, workers take over.
+FETCH_MAX_WAIT_SECONDS = 120.0
+FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED}
+
+
+def _symbols(raw: Sequence[str]) -> tuple[list[str], bool]:
+    symbols, ok = [], True
+    for item in raw:
+        try:
+            symbols.append(normalize_symbol(item))
+        except ValueError as exc:
+            err.print(f"[red]{item}[/]: invalid symbol, {exc}")
+            ok = False
+    return list(dict.fromkeys(symbols)), ok
+
+
+def _outputsize(value: str | None) -> str | None:
+    if value not in (None, "compact", "full"):
+        raise typer.BadParameter("must be compact or full", param_hint="--outputsize")
+    return value
+
+
+def _policy(settings: Settings) -> RunPolicy:
+    return RunPolicy(
+        max_attempts=settings.job_max_attempts,
+        lease=timedelta(seconds=settings.job_lease_seconds),
+        full_history=settings.alphavantage_full_history,
+    )
+
+
+def _describe(job: Job) -> str:
+    if job.status == JobStatus.SUCCEEDED:
+        return f"[green]{job.symbol}[/]: {job.rows_written} rows written. {job.detail or ''}"
+    if job.status == JobStatus.FAILED:
+        return f"[red]{job.symbol}[/]: failed ({job.error_code}): {job.error_message}"
+    return f"[yellow]{job.symbol}[/]: still {job.status}. {job.detail or ''}"
+
+
+def _wait_for(job_id: uuid.UUID, timeout: float) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as session:
+            job = get_job(session, job_id)
+        assert job is not None
+        if job.status in FINISHED or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
+@app.command()
+def fetch(
+    symbols: Annotated[list[str], typer.Argument(help="Ticker symbols, e.g. IBM AAPL")],
+    outputsize: OutputSizeOption = None,
+) -> None:
+    """Refresh symbols now, in this process, through the same code path as a worker."""
+    settings = get_settings()
+    configure_logging(settings)
+    size = _outputsize(outputsize)
+    wanted, all_ok = _symbols(symbols)
+    upstream = make_upstream(settings)
+    worker = f"cli:{uuid.uuid4().hex[:8]}"
+    try:
+        for symbol in wanted:
+            with session_scope() as session:
+                created = create_job(session, symbol, outputsize=size, source="cli")
+            job = created.job
+            if not created.created:
+                out.print(f"{symbol}: a job is already in flight ({job.id}); waiting for it")
+                job = _wait_for(job.id, FETCH_MAX_WAIT_SECONDS)
+            else:
+                job = _run_until_settled(job.id, upstream, _policy(settings), worker)
+            (out if job.status == JobStatus.SUCCEEDED else err).print(_describe(job))
+            all_ok &= job.status == JobStatus.SUCCEEDED
+    finally:
+        upstream.close()
+    raise typer.Exit(0 if all_ok else 1)
+
+
+def _run_until_settled(
+    job_id: uuid.UUID, upstream: Upstream, policy: RunPolicy, worker: str
+) -> Job:
+    waited = 0.0
+    while True:
+        result = run_job(job_id, upstream=upstream, policy=policy, worker=worker)
+        if result.outcome is not Outcome.REQUEUED or result.retry_in is None:
+            break
+        if waited + result.retry_in > FETCH_MAX_WAIT_SECONDS:
+            break  # the job stays queued; workers (or a later fetch) finish it
+        time.sleep(result.retry_in)
+        waited += result.retry_in
+    with session_scope() as session:
+        job = get_job(session, job_id)
+    assert job is not None
+    return job
+
+
+@app.command()
+def enqueue(
+    symbols: Annotated[list[str], typer.Argument(help="Ticker symbols, e.g. IBM AAPL")],
+    outputsize: OutputSizeOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until every job finishes")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds")] = 3600,
+) -> None:
+    """Create refresh jobs for the workers, as POST /jobs does."""
+    from shared.queue import submit_job
+
+    settings = get_settings()
+    configure_logging(settings)
+    size = _outputsize(outputsize)
+    wanted, all_ok = _symbols(symbols)
+    job_ids: list[uuid.UUID] = []
+    for symbol in wanted:
+        with session_scope() as session:
+            result = submit_job(session, symbol, outputsize=size, source="cli")
+        state = "created" if result.created else "already in flight"
+        out.print(f"{symbol}: job {result.job.id} {state}")
+        job_ids.append(result.job.id)
+    if wait and job_ids:
+        jobs = _watch(job_ids, timeout)
+        for job in jobs:
+            (out if job.status == JobStatus.SUCCEEDED else err).print(_describe(job))
+        all_ok &= all(job.status == JobStatus.SUCCEEDED for job in jobs)
+    raise typer.Exit(0 if all_ok else 1)
+
+
+_STATUS_STYLE = {
+    JobStatus.QUEUED: "yellow",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "red",
+}
+
+
+def _progress_table(jobs: Sequence[Job]) -> Table:
+    table = Table("symbol", "status", "attempts", "rows", "detail", title="Stockpile jobs")
+    for job in jobs:
+        style = _STATUS_STYLE[JobStatus(job.status)]
+        detail = job.error_message if job.error_code else (job.detail or "")
+        table.add_row(
+            job.symbol,
+            f"[{style}]{job.status}[/]",
+            str(job.attempts),
+            "" if job.rows_written is None else str(job.rows_written),
+            detail,
+        )
+    return table
+
+
+def _watch(job_ids: Sequence[uuid.UUID], timeout: float) -> list[Job]:
+    deadline = time.monotonic() + timeout
+    with Live(console=out, refresh_per_second=4, transient=False) as live:
+        while True:
+            with session_scope() as session:
+                jobs = [job for job_id in job_ids if (job := get_job(session, job_id))]
+            live.update(_progress_table(jobs))
+            if all(job.status in FINISHED for job in jobs) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.5)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    limits: Annotated[
+        str, typer.Option(help="Own limits like '1/second,25/day', or 'off'")
+    ] = "1/second,25/day",
+    premium: Annotated[bool, typer.Option(help="Allow outputsize=full")] = False,
+) -> None:
+    """Run the sandbox AlphaVantage server (no key, no internet needed)."""
+    from stockpile.sandbox.config import SandboxConfig
+    from stockpile.sandbox.server import serve
+
+    configure_logging(get_settings())
+    serve(host, port, SandboxConfig(limits=None if limits == "off" else limits, premium=premium))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from stockpile.migrations import upgrade_head
+
+    upgrade_head(get_settings().require_database_url())
+    out.print("database schema is at head")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
