@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from functools import lru_cache
+from typing import Annotated, Any
 
+import redis
 from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
@@ -14,8 +16,10 @@ from sqlmodel import Session
 
 from api.errors import Unauthorized
 from shared.db import get_engine
+from shared.ratelimit import RedisRateLimiter
 from shared.settings import get_settings
 from shared.symbols import normalize_symbol
+from shared.upstream import make_limiter, make_redis
 
 
 def get_session() -> Iterator[Session]:
@@ -25,6 +29,19 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@lru_cache
+def get_redis() -> redis.Redis[Any]:
+    """This process's Redis client (readiness and the budget in /metrics)."""
+    return make_redis(get_settings())
+
+
+@lru_cache
+def get_limiter() -> RedisRateLimiter:
+    """The fleet's rate limiter, read-only here (status for /metrics)."""
+    return make_limiter(get_settings(), get_redis())
+
 
 _bearer = HTTPBearer(auto_error=False, description="The API_TOKEN configured on the server")
 

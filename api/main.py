@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.deps import get_limiter
 from api.errors import install_error_handlers
-from api.routes import jobs, prices
+from api.metrics import MetricsMiddleware, build_registry
+from api.routes import health, jobs, prices
+from shared.logs import configure_logging
+from shared.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    """Build the application with its routes and error handlers."""
+    """Build the application with its routes, error handlers and metrics."""
+    configure_logging(get_settings())
     app = FastAPI(
         title="Stockpile",
         summary="A local, queryable copy of daily stock prices from AlphaVantage.",
         version="0.1.0",
     )
     install_error_handlers(app)
+    registry, http_metrics = build_registry(get_limiter)
+    app.state.registry = registry
+    app.add_middleware(MetricsMiddleware, metrics=http_metrics)
     app.include_router(prices.router)
     app.include_router(jobs.router)
+    app.include_router(health.router)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Beat's periodic work: repair abandoned jobs, send due ones within budget, create refreshes."""
+"""Beat's dispatcher: repair abandoned jobs, then send due ones within the fleet's budget."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from shared.db import session_scope
-from shared.jobs import count_dispatched_waiting, create_job, release_expired_leases, take_due_jobs
-from shared.market_calendar import last_completed_trading_day
+from shared.jobs import count_dispatched_waiting, release_expired_leases, take_due_jobs
 from shared.ratelimit import RedisRateLimiter
-from shared.tracking import symbols_due
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +45,3 @@ def dispatch_due_jobs(
     if sent:
         logger.info("dispatched %d due jobs (budget %d)", len(sent), budget)
     return DispatchReport(released=released, budget=budget, sent=sent)
-
-
-def enqueue_due_refreshes(*, now: datetime, min_interval: timedelta) -> list[uuid.UUID]:
-    """Create refresh jobs for tracked symbols behind the last completed trading day."""
-    target = last_completed_trading_day(now)
-    created: list[uuid.UUID] = []
-    with session_scope() as session:
-        for symbol in symbols_due(session, target=target, min_interval=min_interval):
-            result = create_job(session, symbol, source="beat")
-            if result.created:
-                created.append(result.job.id)
-    if created:
-        logger.info("created %d refresh jobs for data before %s", len(created), target)
-    return created

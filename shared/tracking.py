@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlmodel import Session
+
+from shared.db import session_scope
+from shared.jobs import create_job
+from shared.market_calendar import last_completed_trading_day
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +137,17 @@ def symbols_due(session: Session, *, target: dt.date, min_interval: dt.timedelta
         {"target": target, "min_interval": min_interval},
     ).scalars()
     return list(rows)
+
+
+def enqueue_due_refreshes(*, now: datetime, min_interval: dt.timedelta) -> list[uuid.UUID]:
+    """Create refresh jobs for tracked symbols behind the last completed trading day."""
+    target = last_completed_trading_day(now)
+    created: list[uuid.UUID] = []
+    with session_scope() as session:
+        for symbol in symbols_due(session, target=target, min_interval=min_interval):
+            result = create_job(session, symbol, source="beat")
+            if result.created:
+                created.append(result.job.id)
+    if created:
+        logger.info("created %d refresh jobs for data before %s", len(created), target)
+    return created

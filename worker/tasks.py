@@ -12,11 +12,12 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from shared.db import dispose_engine
-from shared.dispatch import dispatch_due_jobs, enqueue_due_refreshes
+from shared.dispatch import dispatch_due_jobs
 from shared.models import utcnow
 from shared.queue import TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES, TASK_RUN_JOB, send_job
 from shared.refresh import Outcome, RunPolicy, run_job
 from shared.settings import get_settings
+from shared.tracking import enqueue_due_refreshes
 from shared.upstream import Upstream, make_upstream
 from worker.celery_app import app
 
