@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from api.deps import get_limiter
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, build_registry
-from api.routes import health, jobs, prices
+from api.routes import health, jobs, prices, symbols
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
@@ -26,6 +26,7 @@ def create_app() -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=http_metrics)
     app.include_router(prices.router)
     app.include_router(jobs.router)
+    app.include_router(symbols.router)
     app.include_router(health.router)
     return app
 

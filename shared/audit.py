@@ -6,33 +6,45 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
-from sqlmodel import Session
+from sqlalchemy import text, update
+from sqlmodel import Session, col
 
 from shared.db import session_scope
 from shared.models import ApiCall
 
+# The outcome of a call that was made but whose answer was never recorded (its worker died).
+PENDING = "pending"
 
-def record_call(
+
+def start_call(
+    session: Session,
     *,
     called_at: float,
     symbol: str,
     outputsize: str,
     job_id: uuid.UUID | None,
-    outcome: str,
-    duration_ms: int | None,
-) -> None:
-    """Store one call in its own transaction, so it is kept whatever happens to the job."""
+) -> int:
+    """Record a call about to be made (its token's time, from Redis); returns its id."""
+    call = ApiCall(
+        called_at=datetime.fromtimestamp(called_at, UTC),
+        symbol=symbol,
+        outputsize=outputsize,
+        job_id=job_id,
+        outcome=PENDING,
+    )
+    session.add(call)
+    session.flush()
+    assert call.id is not None
+    return call.id
+
+
+def finish_call(call_id: int, *, outcome: str, duration_ms: int) -> None:
+    """Record how a call ended, in its own transaction, whatever happens to the job."""
     with session_scope() as session:
-        session.add(
-            ApiCall(
-                called_at=datetime.fromtimestamp(called_at, UTC),
-                symbol=symbol,
-                outputsize=outputsize,
-                job_id=job_id,
-                outcome=outcome,
-                duration_ms=duration_ms,
-            )
+        session.execute(
+            update(ApiCall)
+            .where(col(ApiCall.id) == call_id)
+            .values(outcome=outcome, duration_ms=duration_ms)
         )
 
 

@@ -23,7 +23,7 @@ from shared.alphavantage import (
     PremiumOutputSize,
     RateLimited,
 )
-from shared.audit import record_call
+from shared.audit import finish_call, start_call
 from shared.db import session_scope
 from shared.jobs import (
     claim_job,
@@ -135,33 +135,41 @@ class _Run:
             with session_scope() as session:
                 if record_attempt(session, self.job.id, worker=self.worker) is None:
                     return RunResult(Outcome.NOT_CLAIMED)
+                # Audited before the call: a call whose worker dies still counts in the budget.
+                self._call_id = start_call(
+                    session,
+                    called_at=self._granted_at,
+                    symbol=self.job.symbol,
+                    outputsize=outputsize,
+                    job_id=self.job.id,
+                )
             attempts = self.job.attempts + 1
             self.job.attempts = attempts
             started = time.monotonic()
             try:
                 series = self.upstream.client.fetch_daily(self.job.symbol, outputsize.value)
             except PremiumOutputSize as exc:
-                self._audit(outputsize, exc, started)
+                self._audit(exc, started)
                 self.upstream.full_history.remember_unavailable()
                 logger.info("outputsize=full is premium-only for this key; using compact")
                 outputsize = OutputSize.COMPACT
                 continue
             except RateLimited as exc:
-                self._audit(outputsize, exc, started)
+                self._audit(exc, started)
                 return self._requeue(
                     self._cool_down(exc),
                     f"AlphaVantage throttled the key ({exc.message}); the fleet is cooling down.",
                     refund_attempt=True,
                 )
             except AlphaVantageError as exc:
-                self._audit(outputsize, exc, started)
+                self._audit(exc, started)
                 if not exc.retryable or attempts >= self.policy.max_attempts:
                     return self._fail(exc.code, exc.message)
                 return self._requeue(
                     min(2.0 ** (attempts - 1), 60.0),
                     f"Attempt {attempts} failed ({exc.message}); retrying.",
                 )
-            self._audit(outputsize, None, started)
+            self._audit(None, started)
             return self._succeed(
                 None,
                 f"Fetched {len(series.bars)} days ({outputsize}) from AlphaVantage.",
@@ -201,12 +209,9 @@ class _Run:
         limiter.cooldown(seconds, reason=exc.message)
         return seconds
 
-    def _audit(self, outputsize: str, exc: AlphaVantageError | None, started: float) -> None:
-        record_call(
-            called_at=self._granted_at,
-            symbol=self.job.symbol,
-            outputsize=outputsize,
-            job_id=self.job.id,
+    def _audit(self, exc: AlphaVantageError | None, started: float) -> None:
+        finish_call(
+            self._call_id,
             outcome="ok" if exc is None else _outcome_name(exc),
             duration_ms=round((time.monotonic() - started) * 1000),
         )

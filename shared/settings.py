@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     job_resend_after_seconds: int = Field(default=120, ge=1)
     # A tracked symbol is refreshed at most this often while its data lags the market.
     refresh_min_interval_seconds: int = Field(default=1800, ge=1)
+    # How often beat looks for tracked symbols behind the market (a cheap query; no upstream call).
+    refresh_check_interval_seconds: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("alphavantage_rate_limits")

@@ -1,27 +1,34 @@
-"""Tracked symbols: what beat keeps current, and what is stored for each."""
+"""Tracked symbols: what beat keeps current, what is stored for each, and when each is due."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.db import session_scope
 from shared.jobs import create_job
-from shared.market_calendar import last_completed_trading_day
+from shared.market_calendar import DEFAULT_SETTLE, last_completed_trading_day, market_close_at
 
 logger = logging.getLogger(__name__)
+
+# While a symbol's data still lacks the target day (AlphaVantage late, trading halted), each
+# further try waits twice as long as the one before, from `min_interval` up to this cap, so one
+# lagging symbol cannot spend a free key's daily budget.
+MAX_RETRY_INTERVAL = timedelta(hours=6)
+
+# Names the advisory lock of enqueue_due_refreshes; any bigint no other code locks on.
+ENQUEUE_LOCK_KEY = 0x5370_6B5F_4265_6174  # "Spk_Beat"
 
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
-    """A tracked symbol with what is stored for it."""
+    """A tracked symbol with what is stored for it and its parked failure, if any."""
 
     symbol: str
     tracked_since: datetime
@@ -31,12 +38,22 @@ class Coverage:
     last_refreshed_at: datetime | None
     failure_code: str | None
     failure_message: str | None
+    failed_at: datetime | None
     retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    """What `start_tracking` changed, and whether the symbol now needs a refresh right away."""
+
+    created: bool
+    resumed: bool
+    needs_refresh: bool
 
 
 _COVERAGE_SQL = """
     SELECT t.symbol, t.created_at, s.first_date, s.last_date, coalesce(s.rows, 0),
-           t.last_refreshed_at, t.failure_code, t.failure_message, t.retry_at
+           t.last_refreshed_at, t.failure_code, t.failure_message, t.failed_at, t.retry_at
     FROM tracked_symbols t
     LEFT JOIN LATERAL (
         SELECT min(date) AS first_date, max(date) AS last_date, count(*) AS rows
@@ -84,6 +101,31 @@ def untrack(session: Session, symbol: str) -> bool:
     return deleted is not None
 
 
+def unpark(session: Session, symbol: str) -> bool:
+    """Clear a parked failure so the symbol is due again; False when it was not parked."""
+    cleared = session.execute(
+        text(
+            "UPDATE tracked_symbols SET failure_code = NULL, failure_message = NULL,"
+            " failed_at = NULL, retry_at = NULL"
+            " WHERE symbol = :symbol AND (failure_code IS NOT NULL OR retry_at IS NOT NULL)"
+            " RETURNING symbol"
+        ),
+        {"symbol": symbol},
+    ).scalar_one_or_none()
+    return cleared is not None
+
+
+def start_tracking(session: Session, symbol: str, *, now: datetime) -> TrackResult:
+    """Track `symbol` (or resume a parked one); the caller commits, with any refresh job."""
+    created = track(session, symbol)
+    resumed = not created and unpark(session, symbol)
+    stored_through = latest_stored_date(session, symbol)
+    lagging = stored_through is None or stored_through < last_completed_trading_day(now)
+    return TrackResult(
+        created=created, resumed=resumed, needs_refresh=(created or resumed) and lagging
+    )
+
+
 def mark_refreshed(session: Session, symbol: str) -> None:
     """Record a successful refresh and clear any parked failure."""
     session.execute(
@@ -116,38 +158,74 @@ def latest_stored_date(session: Session, symbol: str) -> dt.date | None:
     return value  # type: ignore[no-any-return]
 
 
-def symbols_due(session: Session, *, target: dt.date, min_interval: dt.timedelta) -> Sequence[str]:
-    """Tracked symbols whose stored data ends before `target` and that may be fetched again now.
+def retry_interval(tries: int, min_interval: timedelta) -> timedelta:
+    """How long a lagging symbol waits after its last job, `tries` jobs into the same day."""
+    if tries <= 1:
+        return min_interval
+    cap = max(min_interval, MAX_RETRY_INTERVAL)
+    # The exponent is bounded so a long outage cannot overflow timedelta.
+    return min(cap, min_interval * (1 << min(tries - 1, 20)))
 
-    A symbol with a job created less than `min_interval` ago waits (in flight, or AlphaVantage
-    has not published the day yet), and a parked symbol waits for its `retry_at`.
+
+_CANDIDATES_SQL = text(
     """
-    rows = session.execute(
-        text(
-            """
-            SELECT t.symbol FROM tracked_symbols t
-            WHERE (t.retry_at IS NULL OR t.retry_at <= now())
-              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.symbol = t.symbol
-                              AND j.created_at > now() - :min_interval)
-              AND coalesce((SELECT max(date) FROM financial_data f WHERE f.symbol = t.symbol),
-                           DATE '0001-01-01') < :target
-            ORDER BY t.symbol
-            """
-        ),
-        {"target": target, "min_interval": min_interval},
-    ).scalars()
-    return list(rows)
+    SELECT t.symbol,
+           (SELECT max(j.created_at) FROM jobs j WHERE j.symbol = t.symbol) AS last_job_at,
+           (SELECT count(*) FROM jobs j
+            WHERE j.symbol = t.symbol AND j.created_at >= :due_since) AS tries
+    FROM tracked_symbols t
+    WHERE (t.retry_at IS NULL OR t.retry_at <= :now)
+      AND NOT EXISTS (SELECT 1 FROM jobs j
+                      WHERE j.symbol = t.symbol AND j.status IN ('queued', 'running'))
+      AND coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = t.symbol),
+                   DATE '0001-01-01') < :target
+    ORDER BY t.symbol
+    """
+)
 
 
-def enqueue_due_refreshes(*, now: datetime, min_interval: dt.timedelta) -> list[uuid.UUID]:
-    """Create refresh jobs for tracked symbols behind the last completed trading day."""
+def symbols_due(session: Session, *, now: datetime, min_interval: timedelta) -> list[str]:
+    """Tracked symbols to refresh at `now` (aware), alphabetical.
+
+    Due: stored data ends before the last trading day completed at `now`, the symbol is not
+    parked (or its `retry_at` has come), no job for it is in flight, and its last job is older
+    than `retry_interval` of the jobs already created since that day's bar became final.
+    """
     target = last_completed_trading_day(now)
+    due_since = market_close_at(target) + DEFAULT_SETTLE
+    rows = session.execute(
+        _CANDIDATES_SQL, {"now": now, "target": target, "due_since": due_since}
+    ).all()
+    return [
+        symbol
+        for symbol, last_job_at, tries in rows
+        if last_job_at is None or now - last_job_at >= retry_interval(tries, min_interval)
+    ]
+
+
+def enqueue_due_refreshes(*, now: datetime, min_interval: timedelta) -> list[uuid.UUID]:
+    """Create refresh jobs (dedupe as for POST /jobs) for the symbols due at `now`.
+
+    A transaction-scoped advisory lock makes overlapping runs (a second beat, a slow tick) take
+    turns: a run that finds the lock taken does nothing, since the holder covers the same work,
+    and the next run sees the holder's jobs.
+    """
     created: list[uuid.UUID] = []
     with session_scope() as session:
-        for symbol in symbols_due(session, target=target, min_interval=min_interval):
+        locked = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ENQUEUE_LOCK_KEY}
+        ).scalar_one()
+        if not locked:
+            logger.info("another run is enqueueing refreshes; skipping this one")
+            return created
+        for symbol in symbols_due(session, now=now, min_interval=min_interval):
             result = create_job(session, symbol, source="beat")
             if result.created:
                 created.append(result.job.id)
     if created:
-        logger.info("created %d refresh jobs for data before %s", len(created), target)
+        logger.info(
+            "created %d refresh jobs for data through %s",
+            len(created),
+            last_completed_trading_day(now),
+        )
     return created

@@ -63,8 +63,8 @@ app.conf.update(
         },
         "enqueue-due-refreshes": {
             "task": TASK_ENQUEUE_DUE_REFRESHES,
-            "schedule": 60.0,
-            "options": {"expires": 55},
+            "schedule": settings.refresh_check_interval_seconds,
+            "options": {"expires": settings.refresh_check_interval_seconds},
         },
     },
 )

@@ -1,0 +1,158 @@
+"""Tracked symbols: what beat keeps current, with what is stored for each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import Limit, Page, SessionDep, Symbol, TokenDep
+from api.errors import NotFound
+from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
+from api.routes.jobs import JobPublic, job_json
+from shared.models import utcnow
+from shared.queue import submit_job
+from shared.tracking import Coverage, get_tracked, list_tracked, start_tracking, untrack
+
+router = APIRouter(prefix="/symbols", tags=["symbols"])
+
+PathSymbol = Annotated[Symbol, Path(description="Ticker, case-insensitive")]
+
+
+class Failure(BaseModel):
+    """Why refreshing a symbol is parked, and when beat tries it again."""
+
+    code: str
+    message: str
+    failed_at: str | None
+    retry_at: str | None
+
+
+class SymbolCoverage(BaseModel):
+    """A tracked symbol and what is stored for it."""
+
+    symbol: str
+    tracked_since: str
+    first_date: str | None
+    last_date: str | None
+    rows: int
+    last_refreshed_at: str | None
+    failure: Failure | None
+
+
+class TrackedSymbol(SymbolCoverage):
+    """A symbol just tracked, with the refresh job started for it (null when none was needed)."""
+
+    job: JobPublic | None
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def coverage_json(coverage: Coverage) -> dict[str, object]:
+    """The public JSON of a tracked symbol."""
+    failure = None
+    if coverage.failure_code is not None:
+        failure = {
+            "code": coverage.failure_code,
+            "message": coverage.failure_message or "",
+            "failed_at": _timestamp(coverage.failed_at),
+            "retry_at": _timestamp(coverage.retry_at),
+        }
+    return {
+        "symbol": coverage.symbol,
+        "tracked_since": _timestamp(coverage.tracked_since),
+        "first_date": coverage.first_date.isoformat() if coverage.first_date else None,
+        "last_date": coverage.last_date.isoformat() if coverage.last_date else None,
+        "rows": coverage.rows,
+        "last_refreshed_at": _timestamp(coverage.last_refreshed_at),
+        "failure": failure,
+    }
+
+
+_READ_ERRORS: Responses = {
+    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
+    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+}
+_WRITE_ERRORS: Responses = {
+    **_READ_ERRORS,
+    401: {"model": ErrorEnvelope, "description": "Missing or wrong bearer token"},
+}
+_NOT_TRACKED: Responses = {404: {"model": ErrorEnvelope, "description": "Not tracked"}}
+
+
+def _not_tracked(symbol: str) -> NotFound:
+    return NotFound(f"Symbol {symbol} is not tracked.")
+
+
+@router.get("", response_model=ListEnvelope[SymbolCoverage], responses=_READ_ERRORS)
+def read_symbols(session: SessionDep, limit: Limit = 100, page: Page = 1) -> JSONResponse:
+    """Tracked symbols in alphabetical order, with their stored range and refresh state."""
+    tracked, count = list_tracked(session, limit=limit, offset=(page - 1) * limit)
+    return ok_list([coverage_json(c) for c in tracked], count=count, page=page, limit=limit)
+
+
+@router.get(
+    "/{symbol}",
+    response_model=Envelope[SymbolCoverage],
+    responses={**_READ_ERRORS, **_NOT_TRACKED},
+)
+def read_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+    """One tracked symbol."""
+    coverage = get_tracked(session, symbol)
+    if coverage is None:
+        raise _not_tracked(symbol)
+    return ok(coverage_json(coverage))
+
+
+@router.put(
+    "/{symbol}",
+    status_code=201,
+    response_model=Envelope[TrackedSymbol],
+    dependencies=[TokenDep],
+    responses={
+        200: {
+            "model": Envelope[TrackedSymbol],
+            "description": "Already tracked (a parked failure is cleared and retried)",
+        },
+        **_WRITE_ERRORS,
+    },
+)
+def track_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+    """Track a symbol; when its stored prices lag, a refresh job starts right away."""
+    result = start_tracking(session, symbol, now=utcnow())
+    job = None
+    if result.needs_refresh:
+        # Commits the tracking change together with the job, so beat never sees one alone.
+        job = submit_job(session, symbol, outputsize=None, source="api").job
+    else:
+        session.commit()
+    coverage = get_tracked(session, symbol)
+    if coverage is None:  # untracked by a concurrent DELETE in between
+        raise _not_tracked(symbol)
+    return ok(
+        {**coverage_json(coverage), "job": job_json(job) if job is not None else None},
+        status_code=201 if result.created else 200,
+        headers={"Location": f"/symbols/{symbol}"} if result.created else None,
+    )
+
+
+@router.delete(
+    "/{symbol}",
+    response_model=Envelope[SymbolCoverage],
+    dependencies=[TokenDep],
+    responses={**_WRITE_ERRORS, **_NOT_TRACKED},
+)
+def untrack_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+    """Stop tracking a symbol; its stored prices stay. Answers with what it was."""
+    coverage = get_tracked(session, symbol)
+    if coverage is None or not untrack(session, symbol):
+        raise _not_tracked(symbol)
+    session.commit()
+    return ok(coverage_json(coverage))

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: the read API, ingestion and the job pipeline against baselines."""

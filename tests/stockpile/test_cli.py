@@ -1,0 +1,102 @@
+"""The `stockpile` command as a user runs it: real subprocesses, the sandbox upstream."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from stockpile.sandbox.server import SandboxHandle
+from tests.processes import Process, celery_worker
+from tests.support import FAKE_API_KEY
+
+STOCKPILE = [sys.executable, "-m", "stockpile.cli"]
+
+
+def stockpile(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STOCKPILE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def stored(session: Session) -> dict[str, int]:
+    rows = session.execute(text("SELECT symbol, count(*) FROM financial_data GROUP BY symbol"))
+    return dict(rows.tuples().all())
+
+
+def test_fetch_stores_recent_prices_on_an_empty_database(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    result = stockpile("fetch", "IBM", "aapl")
+    assert result.returncode == 0, result.stderr
+    assert stored(session) == {"IBM": 100, "AAPL": 100}
+    assert "IBM: 100 rows written" in result.stdout
+    assert "AAPL: 100 rows written" in result.stdout
+    jobs = session.execute(text("SELECT symbol, status, source FROM jobs ORDER BY symbol")).all()
+    assert [tuple(job) for job in jobs] == [
+        ("AAPL", "succeeded", "cli"),
+        ("IBM", "succeeded", "cli"),
+    ]
+    assert FAKE_API_KEY not in result.stdout + result.stderr
+
+
+def test_fetch_exits_nonzero_with_one_line_per_bad_symbol(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    result = stockpile("fetch", "IBM", "BAD$", "INVALID")
+    assert result.returncode == 1
+    assert stored(session) == {"IBM": 100}
+    assert "BAD$: invalid symbol" in result.stderr
+    assert "INVALID: failed (invalid_symbol)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fetch_waits_for_the_fleet_budget_like_a_worker(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    sandbox.configure(limits="1/second")
+    result = subprocess.run(
+        [*STOCKPILE, "fetch", "IBM", "AAPL", "MSFT"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ALPHAVANTAGE_RATE_LIMITS": "1/second"},
+    )
+    assert result.returncode == 0, result.stderr
+    outcomes = [call.outcome for call in sandbox.stats().calls]
+    assert outcomes == ["ok", "ok", "ok"]  # paced by our limiter: no burst reply upstream
+
+
+@pytest.fixture
+def worker() -> Iterator[Process]:
+    with celery_worker({}, name="cli") as process:
+        yield process
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("worker")
+def test_enqueue_wait_shows_progress_until_done_and_fails_for_a_bad_symbol(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    result = stockpile("enqueue", "IBM", "INVALID", "--wait", "--timeout", "60")
+    assert result.returncode == 1
+    assert "succeeded" in result.stdout
+    assert "IBM: 100 rows written" in result.stdout
+    assert "INVALID: failed (invalid_symbol)" in result.stderr
+    assert stored(session) == {"IBM": 100}
+
+
+def test_enqueue_without_wait_creates_jobs_for_the_workers(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    result = stockpile("enqueue", "IBM", "ibm", "AAPL")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("created") == 2
+    queued = session.execute(text("SELECT count(*) FROM jobs WHERE status = 'queued'"))
+    assert queued.scalar_one() == 2
