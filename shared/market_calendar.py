@@ -9,7 +9,9 @@ import functools
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import holidays
+# Imported directly (not through holidays.financial_holidays, which loads every country's
+# calendar on first use): workers import this before forking, so children start warm.
+from holidays.financial.ny_stock_exchange import NewYorkStockExchange
 
 NEW_YORK = ZoneInfo("America/New_York")
 MARKET_CLOSE = time(16, 0)
@@ -20,7 +22,7 @@ DEFAULT_SETTLE = timedelta(minutes=30)
 
 @functools.lru_cache(maxsize=256)
 def _holidays_in(year: int) -> frozenset[date]:
-    return frozenset(holidays.financial_holidays("NYSE", years=year).keys())
+    return frozenset(NewYorkStockExchange(years=year).keys())  # type: ignore[no-untyped-call]
 
 
 def is_trading_day(day: date) -> bool:
