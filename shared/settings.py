@@ -74,7 +74,10 @@ class Settings(BaseSettings):
 
 
 def _read_secret(path: Path) -> SecretStr | None:
-    value = path.read_text(encoding="utf-8").strip()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"secret file {path} cannot be read ({exc.strerror})") from None
     return SecretStr(value) if value else None
 
 

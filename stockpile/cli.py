@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from shared.db import session_scope
@@ -211,6 +215,43 @@ def sandbox(
 
     configure_logging(get_settings())
     serve(host, port, SandboxConfig(limits=None if limits == "off" else limits, premium=premium))
+
+
+@app.command()
+def dev(
+    api_port: Annotated[int, typer.Option(help="Port of the API")] = 8000,
+    flower_port: Annotated[int, typer.Option(help="Port of Flower")] = 5555,
+    sandbox_port: Annotated[
+        int, typer.Option(help="Port of the sandbox AlphaVantage (run when no key is set)")
+    ] = 8765,
+    redis_port: Annotated[
+        Optional[int],  # noqa: UP045 (typer needs Optional on Python 3.11)
+        typer.Option(help="Port of the embedded Redis  [default: 6380, or a free one if taken]"),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker pool processes")] = 2,
+    data_dir: Annotated[
+        Path, typer.Option(help="Folder for the embedded servers' data and generated secrets")
+    ] = Path(".stockpile"),
+) -> None:
+    """Run the whole stack here: PostgreSQL, Redis, API, worker, beat and Flower."""
+    from stockpile.devstack import DevError, DevOptions, run_dev
+
+    settings = get_settings()
+    configure_logging(settings)
+    options = DevOptions(
+        data_dir=data_dir,
+        api_port=api_port,
+        flower_port=flower_port,
+        sandbox_port=sandbox_port,
+        redis_port=redis_port,
+        concurrency=concurrency,
+    )
+    try:
+        status = run_dev(settings, options, base_env=os.environ, output=sys.stdout)
+    except DevError as exc:
+        err.print(f"[red]stockpile dev:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(status)
 
 
 @app.command()

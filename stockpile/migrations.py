@@ -7,12 +7,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
+# A source checkout keeps alembic.ini beside the packages; an image has it in the working directory.
+_CANDIDATES = (Path(__file__).resolve().parents[1] / "alembic.ini", Path("alembic.ini"))
 
 
 def upgrade_head(database_url: str) -> None:
     """Bring the database at `database_url` to the newest schema."""
-    config = Config(str(ALEMBIC_INI))
+    ini = next((path for path in _CANDIDATES if path.is_file()), None)
+    if ini is None:
+        raise FileNotFoundError("alembic.ini not found beside the package or in this directory")
+    config = Config(str(ini.resolve()))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.attributes["configure_logging"] = False
     command.upgrade(config, "head")
