@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from fastapi.responses import JSONResponse
@@ -46,6 +47,13 @@ class ErrorEnvelope(BaseModel):
 
     data: list[Any] | None
     info: Info
+
+
+def utc_timestamp(value: datetime | None) -> str | None:
+    """A timestamp as the API shows it: UTC, second precision, `Z` (2026-11-26T12:00:00Z)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # OpenAPI `responses=` entries for routes, keyed by status code.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
+
+from shared.alphavantage import DailyBar
 
 T = TypeVar("T")
 
@@ -16,16 +17,7 @@ FAKE_API_KEY = "SECRETKEY-TEST-7f3a9c"
 API_TOKEN = "TOKEN-TEST-51c2e8"
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """A daily bar as the AlphaVantage parser produces it."""
-
-    date: dt.date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
+Bar = DailyBar
 
 
 def bar(day: str, open_: str, close: str, volume: int = 1000) -> Bar:

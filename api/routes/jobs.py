@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -12,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Limit, Page, SessionDep, Symbol, TokenDep
 from api.errors import NotFound
-from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
+from api.responses import (
+    Envelope,
+    ErrorEnvelope,
+    ListEnvelope,
+    Responses,
+    ok,
+    ok_list,
+    utc_timestamp,
+)
 from shared.jobs import get_job, list_jobs
 from shared.models import Job, JobStatus
 from shared.queue import submit_job
@@ -55,12 +62,6 @@ class JobPublic(BaseModel):
     detail: str | None
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def job_json(job: Job) -> dict[str, object]:
     """The public JSON of a job (never any secret: the row holds none)."""
     return {
@@ -69,10 +70,10 @@ def job_json(job: Job) -> dict[str, object]:
         "status": job.status,
         "outputsize": job.outputsize,
         "attempts": job.attempts,
-        "created_at": _timestamp(job.created_at),
-        "started_at": _timestamp(job.started_at),
-        "finished_at": _timestamp(job.finished_at),
-        "not_before": _timestamp(job.not_before),
+        "created_at": utc_timestamp(job.created_at),
+        "started_at": utc_timestamp(job.started_at),
+        "finished_at": utc_timestamp(job.finished_at),
+        "not_before": utc_timestamp(job.not_before),
         "rows_written": job.rows_written,
         "error": (
             {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -11,7 +10,15 @@ from pydantic import BaseModel
 
 from api.deps import Limit, Page, SessionDep, Symbol, TokenDep
 from api.errors import NotFound
-from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
+from api.responses import (
+    Envelope,
+    ErrorEnvelope,
+    ListEnvelope,
+    Responses,
+    ok,
+    ok_list,
+    utc_timestamp,
+)
 from api.routes.jobs import JobPublic, job_json
 from shared.models import utcnow
 from shared.queue import submit_job
@@ -49,12 +56,6 @@ class TrackedSymbol(SymbolCoverage):
     job: JobPublic | None
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def coverage_json(coverage: Coverage) -> dict[str, object]:
     """The public JSON of a tracked symbol."""
     failure = None
@@ -62,16 +63,16 @@ def coverage_json(coverage: Coverage) -> dict[str, object]:
         failure = {
             "code": coverage.failure_code,
             "message": coverage.failure_message or "",
-            "failed_at": _timestamp(coverage.failed_at),
-            "retry_at": _timestamp(coverage.retry_at),
+            "failed_at": utc_timestamp(coverage.failed_at),
+            "retry_at": utc_timestamp(coverage.retry_at),
         }
     return {
         "symbol": coverage.symbol,
-        "tracked_since": _timestamp(coverage.tracked_since),
+        "tracked_since": utc_timestamp(coverage.tracked_since),
         "first_date": coverage.first_date.isoformat() if coverage.first_date else None,
         "last_date": coverage.last_date.isoformat() if coverage.last_date else None,
         "rows": coverage.rows,
-        "last_refreshed_at": _timestamp(coverage.last_refreshed_at),
+        "last_refreshed_at": utc_timestamp(coverage.last_refreshed_at),
         "failure": failure,
     }
 
