@@ -1,14 +1,20 @@
-"""The API as deployed plus a bench-only route: a constant body of any size, the framework's ceiling.
+"""The API as deployed plus bench-only routes that return a constant body of any size.
 
 Served by the bench's own uvicorn launcher (`uvicorn bench.api_app:app`); `api/` stays untouched.
+`/_bench/constant/{size}` is the framework's ceiling: async, no parameters, no work.
+`/_bench/sync_constant/{size}` takes the listing's query parameters and is a plain `def` like
+the real routes: the ceiling of any sync route with those parameters (validation and the hop
+to a worker thread included, no database).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from fastapi import Response
+from fastapi import Query, Response
 
+from api.deps import IsoDate, Symbol
 from api.main import app
 
 _ENVELOPE = b'{"data":"","info":{"error":""}}'
@@ -26,4 +32,19 @@ async def constant(size: int) -> Response:
     return Response(constant_body(size), media_type="application/json")
 
 
+def sync_constant(
+    size: int,
+    _start_date: Annotated[IsoDate | None, Query(alias="start_date")] = None,
+    _end_date: Annotated[IsoDate | None, Query(alias="end_date")] = None,
+    _symbol: Annotated[Symbol | None, Query(alias="symbol")] = None,
+    _limit: Annotated[int, Query(alias="limit", ge=1, le=1000)] = 5,
+    _page: Annotated[int, Query(alias="page", ge=1)] = 1,
+) -> Response:
+    """The same bytes, after the real routes' parameter validation and worker-thread hop."""
+    return Response(constant_body(size), media_type="application/json")
+
+
 app.add_api_route("/_bench/constant/{size}", constant, methods=["GET"], include_in_schema=False)
+app.add_api_route(
+    "/_bench/sync_constant/{size}", sync_constant, methods=["GET"], include_in_schema=False
+)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg2
-from psycopg2.extensions import connection
+import psycopg2  # type: ignore[import-untyped]
+from psycopg2.extensions import connection  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,13 @@ class Process:
         """The child's process id."""
         return self.popen.pid
 
+    def children(self) -> list[psutil.Process]:
+        """The processes this one started (a worker's pool processes), recursively."""
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
     def log_tail(self, limit: int = 3000) -> str:
         """The end of what the process wrote."""
         return self.log_path.read_text(errors="replace")[-limit:]
@@ -54,19 +62,15 @@ class Process:
     def check_alive(self) -> None:
         """Raise with the log's tail when the process has exited."""
         if self.popen.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}"
-            )
+            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the process group (graceful), SIGKILL whatever is left after `timeout`."""
         if self.popen.poll() is None:
             with suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         with suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)

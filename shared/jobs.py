@@ -17,6 +17,9 @@ from sqlmodel import Session, col
 
 from shared.models import IN_FLIGHT_STATUSES, Job, JobStatus, utcnow
 
+# Any fixed number: the key of the transaction-level advisory lock that serializes dispatchers.
+_DISPATCH_LOCK_KEY = 0x53544F434B  # "STOCK"
+
 
 @dataclass(frozen=True, slots=True)
 class CreatedJob:
@@ -29,7 +32,7 @@ class CreatedJob:
 _INSERT_UNLESS_IN_FLIGHT = text(
     """
     INSERT INTO jobs (id, symbol, outputsize, status, source, attempts, created_at)
-    VALUES (:id, :symbol, :outputsize, 'queued', :source, 0, now())
+    VALUES (:id, :symbol, :outputsize, 'queued', :source, 0, clock_timestamp())
     ON CONFLICT (symbol) WHERE status IN ('queued', 'running') DO NOTHING
     RETURNING id
     """
@@ -110,9 +113,11 @@ def _transition(session: Session, job_id: uuid.UUID, where: Any, **values: Any) 
 
 def claim_job(session: Session, job_id: uuid.UUID, *, worker: str, lease: timedelta) -> Job | None:
     """Take a due queued job, or a running one whose worker's lease expired; None otherwise."""
+    # The outer parentheses matter: SQLAlchemy does not group a text() clause, and without them
+    # `id = :id AND … OR …` claimed every running job with an expired lease, not only this one.
     due = text(
-        "(status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
-        " OR (status = 'running' AND lease_expires_at < now())"
+        "((status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
+        " OR (status = 'running' AND lease_expires_at < now()))"
     )
     return _transition(
         session,
@@ -229,6 +234,27 @@ def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> 
         {"budget": budget, "resend_after": resend_after},
     ).all()
     return [row.id for row in sorted(rows, key=lambda row: row.created_at)]
+
+
+def lock_dispatch(session: Session) -> None:
+    """Hold the dispatcher's lock until the transaction ends: one budget reading at a time."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DISPATCH_LOCK_KEY})
+
+
+def seconds_until_due(session: Session, *, resend_after: timedelta) -> float | None:
+    """Seconds until a queued job not on its way to a worker is due (0: now); None: no such job."""
+    value = session.execute(
+        text(
+            """
+            SELECT extract(epoch FROM min(coalesce(not_before, now())) - now())
+            FROM jobs
+            WHERE status = 'queued'
+              AND (dispatched_at IS NULL OR dispatched_at < now() - :resend_after)
+            """
+        ),
+        {"resend_after": resend_after},
+    ).scalar_one()
+    return None if value is None else max(0.0, float(value))
 
 
 def count_dispatched_waiting(session: Session, *, resend_after: timedelta) -> int:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,7 +32,7 @@ from shared.jobs import (
     requeue_job,
     succeed_job,
 )
-from shared.market_calendar import last_completed_trading_day
+from shared.market_calendar import last_completed_trading_day, trading_days
 from shared.models import Job, OutputSize, utcnow
 from shared.prices import upsert_prices
 from shared.tracking import latest_stored_date, mark_failed, mark_refreshed
@@ -127,21 +127,27 @@ class _Run:
             )
         outputsize = self._choose_outputsize(stored_through, target)
         while True:
-            wait = self._take_token()
-            if wait > 0:
-                return self._requeue(
-                    wait, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
-                )
             with session_scope() as session:
                 if record_attempt(session, self.job.id, worker=self.worker) is None:
                     return RunResult(Outcome.NOT_CLAIMED)
-                # Audited before the call: a call whose worker dies still counts in the budget.
-                self._call_id = start_call(
-                    session,
-                    called_at=self._granted_at,
-                    symbol=self.job.symbol,
-                    outputsize=outputsize,
-                    job_id=self.job.id,
+                # The token is taken inside the transaction that counts the attempt, so only the
+                # audit insert and the commit stand between the grant and the call: that time
+                # varies, and AlphaVantage sees the calls that much closer together.
+                wait = self._take_token()
+                if wait > 0:
+                    session.rollback()  # no call, no attempt
+                else:
+                    # Audited before the call: a call whose worker dies still counts in the budget.
+                    self._call_id = start_call(
+                        session,
+                        called_at=self._granted_at,
+                        symbol=self.job.symbol,
+                        outputsize=outputsize,
+                        job_id=self.job.id,
+                    )
+            if wait > 0:
+                return self._requeue(
+                    wait, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
                 )
             attempts = self.job.attempts + 1
             self.job.attempts = attempts
@@ -155,9 +161,12 @@ class _Run:
                 outputsize = OutputSize.COMPACT
                 continue
             except RateLimited as exc:
+                # Stop the fleet first: every millisecond before the cooldown is set lets
+                # another worker spend a call that will be refused too.
+                wait = self._cool_down(exc)
                 self._audit(exc, started)
                 return self._requeue(
-                    self._cool_down(exc),
+                    wait,
                     f"AlphaVantage throttled the key ({exc.message}); the fleet is cooling down.",
                     refund_attempt=True,
                 )
@@ -176,11 +185,11 @@ class _Run:
                 upsert=series,
             )
 
-    def _choose_outputsize(self, stored_through: Any, target: Any) -> OutputSize:
+    def _choose_outputsize(self, stored_through: date | None, target: date) -> OutputSize:
         wants_full = self.job.outputsize == OutputSize.FULL or (
             self.job.outputsize is None
             and self.policy.full_history
-            and (stored_through is None or (target - stored_through).days > COMPACT_TRADING_DAYS)
+            and (stored_through is None or not _compact_covers(stored_through, target))
         )
         if wants_full and not self.upstream.full_history.unavailable():
             return OutputSize.FULL
@@ -202,11 +211,15 @@ class _Run:
         if isinstance(exc, DailyQuotaExceeded):
             day_windows = [w for w in limiter.windows if w.seconds >= 86_400]
             if day_windows:
-                return limiter.exhaust(day_windows[0], reason=exc.message)
-            seconds = DAILY_QUOTA_FALLBACK_COOLDOWN.total_seconds()
+                # The window shows as used up (the budget metrics say so), and the cooldown
+                # carries the reason; both end when the day's oldest call leaves the window.
+                seconds = limiter.exhaust(day_windows[0], reason=exc.message)
+            else:
+                seconds = DAILY_QUOTA_FALLBACK_COOLDOWN.total_seconds()
         else:
             seconds = exc.retry_after or 60.0
-        limiter.cooldown(seconds, reason=exc.message)
+        if seconds > 0:
+            limiter.cooldown(seconds, reason=exc.message)
         return seconds
 
     def _audit(self, exc: AlphaVantageError | None, started: float) -> None:
@@ -262,6 +275,14 @@ class _Run:
         if job is None:
             return RunResult(Outcome.NOT_CLAIMED)
         return RunResult(Outcome.REQUEUED, job, retry_in=wait)
+
+
+def _compact_covers(stored_through: date, target: date) -> bool:
+    """Whether a compact answer (the last 100 trading days to `target`) closes the gap."""
+    if (target - stored_through).days <= COMPACT_TRADING_DAYS:
+        return True  # fewer calendar days than that, so fewer trading days too
+    missing = trading_days(stored_through + timedelta(days=1), target)
+    return len(missing) <= COMPACT_TRADING_DAYS
 
 
 def _outcome_name(exc: AlphaVantageError) -> str:

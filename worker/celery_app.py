@@ -11,7 +11,9 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
+from kombu.entity import Queue
 
+from shared.dispatch import CONTROL_QUEUE
 from shared.logs import configure_logging
 from shared.queue import QUEUE, TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES
 from shared.settings import get_settings
@@ -40,6 +42,12 @@ app.conf.update(
         "socket_connect_timeout": 5,
     },
     task_default_queue=QUEUE,
+    # Every worker consumes both queues (kombu polls them in turn): see CONTROL_QUEUE.
+    task_queues=(Queue(QUEUE), Queue(CONTROL_QUEUE)),  # type: ignore[no-untyped-call]
+    task_routes={
+        TASK_DISPATCH_DUE_JOBS: {"queue": CONTROL_QUEUE},
+        TASK_ENQUEUE_DUE_REFRESHES: {"queue": CONTROL_QUEUE},
+    },
     task_create_missing_queues=False,
     task_serializer="json",
     accept_content=["json"],

@@ -82,10 +82,14 @@ def job_json(job: Job) -> dict[str, object]:
     }
 
 
-_AUTH_ERRORS: Responses = {
+_READ_ERRORS: Responses = {
+    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
+    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+}
+_WRITE_ERRORS: Responses = {
+    **_READ_ERRORS,
     400: {"model": ErrorEnvelope, "description": "Invalid symbol or body"},
     401: {"model": ErrorEnvelope, "description": "Missing or wrong bearer token"},
-    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
 }
 
 
@@ -96,7 +100,7 @@ _AUTH_ERRORS: Responses = {
     dependencies=[TokenDep],
     responses={
         200: {"model": Envelope[JobPublic], "description": "A job for the symbol is in flight"},
-        **_AUTH_ERRORS,
+        **_WRITE_ERRORS,
     },
 )
 def create_refresh_job(request: JobRequest, session: SessionDep) -> JSONResponse:
@@ -113,7 +117,7 @@ def create_refresh_job(request: JobRequest, session: SessionDep) -> JSONResponse
 @router.get(
     "/{job_id}",
     response_model=Envelope[JobPublic],
-    responses={404: {"model": ErrorEnvelope, "description": "No such job"}, **_AUTH_ERRORS},
+    responses={404: {"model": ErrorEnvelope, "description": "No such job"}, **_READ_ERRORS},
 )
 def read_job(job_id: uuid.UUID, session: SessionDep) -> JSONResponse:
     """One job, as it is now."""
@@ -123,7 +127,7 @@ def read_job(job_id: uuid.UUID, session: SessionDep) -> JSONResponse:
     return ok(job_json(job))
 
 
-@router.get("", response_model=ListEnvelope[JobPublic], responses=_AUTH_ERRORS)
+@router.get("", response_model=ListEnvelope[JobPublic], responses=_READ_ERRORS)
 def read_jobs(
     session: SessionDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,

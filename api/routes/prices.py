@@ -8,16 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import IsoDate, Limit, Page, SessionDep, Symbol
+from api.deps import IsoDate, Limit, Page, ReadDatabaseDep, Symbol
 from api.errors import BadRequest, NotFound
 from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
-from shared.prices import (
-    PriceFilter,
-    count_prices,
-    format_price,
-    list_prices,
-    price_statistics,
-)
+from shared.prices import PriceFilter, format_price, price_page, price_statistics
 
 router = APIRouter(prefix="/api", tags=["prices"])
 
@@ -56,7 +50,7 @@ def _check_range(start_date: object, end_date: object) -> None:
 
 @router.get("/financial_data", response_model=ListEnvelope[PriceItem], responses=_ERRORS)
 def read_financial_data(
-    session: SessionDep,
+    db: ReadDatabaseDep,
     start_date: Annotated[IsoDate | None, Query(description="First day, inclusive")] = None,
     end_date: Annotated[IsoDate | None, Query(description="Last day, inclusive")] = None,
     symbol: Annotated[Symbol | None, Query(description="Ticker, case-insensitive")] = None,
@@ -66,9 +60,8 @@ def read_financial_data(
     """Stored daily prices by date then symbol, one page at a time."""
     _check_range(start_date, end_date)
     filters = PriceFilter(symbol=symbol, start_date=start_date, end_date=end_date)
-    count = count_prices(session, filters)
     offset = (page - 1) * limit
-    rows = list_prices(session, filters, limit=limit, offset=offset) if offset < count else []
+    found = db.run(lambda connection: price_page(connection, filters, limit=limit, offset=offset))
     data = [
         {
             "symbol": row_symbol,
@@ -77,9 +70,9 @@ def read_financial_data(
             "close_price": format_price(close_price),
             "volume": str(volume),
         }
-        for row_symbol, day, open_price, close_price, volume in rows
+        for row_symbol, day, open_price, close_price, volume in found.rows
     ]
-    return ok_list(data, count=count, page=page, limit=limit)
+    return ok_list(data, count=found.count, page=page, limit=limit)
 
 
 @router.get(
@@ -88,14 +81,14 @@ def read_financial_data(
     responses={**_ERRORS, 404: {"model": ErrorEnvelope, "description": "No stored day in range"}},
 )
 def read_statistics(
-    session: SessionDep,
+    db: ReadDatabaseDep,
     start_date: Annotated[IsoDate, Query(description="First day, inclusive")],
     end_date: Annotated[IsoDate, Query(description="Last day, inclusive")],
     symbol: Annotated[Symbol, Query(description="Ticker, case-insensitive")],
 ) -> JSONResponse:
     """Average open, close and volume of one symbol over a date range."""
     _check_range(start_date, end_date)
-    stats = price_statistics(session, symbol, start_date, end_date)
+    stats = db.run(lambda connection: price_statistics(connection, symbol, start_date, end_date))
     if stats is None:
         raise NotFound(f"No stored prices for {symbol} between {start_date} and {end_date}.")
     return ok(

@@ -8,7 +8,10 @@ end at the last completed trading day of the sandbox's clock (``SandboxConfig.to
 
 Errors use AlphaVantage's own wording and always arrive as JSON with HTTP 200. Checks, in order:
 
-1. a scripted outcome for this call (``POST /_sandbox/faults``), then ``config.fault``;
+1. a scripted outcome for this call (``POST /_sandbox/faults``), then ``config.fault``; two
+   outcomes exist only this way: ``bad_number`` (the normal body with ``"N/A"`` as the newest
+   row's open price) and ``slow_body`` (the normal body trickled over ``slow_seconds``, so no
+   single read waits long);
 2. fault symbols: ``ERR500`` (HTTP 500 page), ``ERR503`` (HTTP 503 page), ``TRUNC`` (the normal
    body cut in half), ``HTML`` (HTML page with status 200), ``HTML502`` (HTML page, 502),
    ``EMPTY`` (``{}``); ``SLOW`` answers normally after ``slow_seconds``;

@@ -3,12 +3,13 @@
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from stockpile.sandbox import messages
@@ -18,6 +19,11 @@ from stockpile.sandbox.state import SERVED_FUNCTION, Decision, FaultScript, Quer
 JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "application/x-download"
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9.\-]")
+_FIRST_JSON_OPEN = re.compile(rb'("1\. open": ")[^"]*')
+_BAD_NUMBER = b"N/A"
+# A trickled body arrives in this many pieces, evenly spaced over slow_seconds.
+_TRICKLE_PIECES = 20
+_BODY_OUTCOMES = (Outcome.OK, Outcome.TRUNCATED, Outcome.BAD_NUMBER, Outcome.SLOW_BODY)
 
 _MESSAGES: dict[Outcome, tuple[str, str]] = {
     Outcome.INVALID_SYMBOL: ("Error Message", messages.INVALID_API_CALL),
@@ -107,20 +113,25 @@ def create_app(sandbox: Sandbox) -> Starlette:
 def render(sandbox: Sandbox, decision: Decision) -> Response:
     """The HTTP response for a decided call, shaped like AlphaVantage's."""
     outcome = decision.outcome
-    if outcome in (Outcome.OK, Outcome.TRUNCATED):
+    if outcome in _BODY_OUTCOMES:
         body = sandbox.store.body(
             decision.symbol, decision.end, full=decision.full, csv=decision.csv
         )
         if outcome is Outcome.TRUNCATED:
             body = body[: len(body) // 2]
+        elif outcome is Outcome.BAD_NUMBER:
+            body = _with_bad_number(body, csv=decision.csv)
+        headers = None
+        media_type = JSON_CONTENT_TYPE
         if decision.csv:
             filename = f"daily_{_UNSAFE_FILENAME.sub('_', decision.symbol)}.csv"
-            return Response(
-                body,
-                media_type=CSV_CONTENT_TYPE,
-                headers={"Content-Disposition": f"attachment; filename={filename}"},
+            headers = {"Content-Disposition": f"attachment; filename={filename}"}
+            media_type = CSV_CONTENT_TYPE
+        if outcome is Outcome.SLOW_BODY:
+            return StreamingResponse(
+                _trickle(body, sandbox.config.slow_seconds), media_type=media_type, headers=headers
             )
-        return Response(body, media_type=JSON_CONTENT_TYPE)
+        return Response(body, media_type=media_type, headers=headers)
     if outcome is Outcome.EMPTY:
         return Response(b"{}", media_type=JSON_CONTENT_TYPE)
     if outcome in _HTML_PAGES:
@@ -136,6 +147,26 @@ def render(sandbox: Sandbox, decision: Decision) -> Response:
         text = text.format(function=decision.function)
     # Errors stay JSON even for datatype=csv, pretty-printed like AlphaVantage's.
     return Response(json.dumps({key: text}, indent=4), media_type=JSON_CONTENT_TYPE)
+
+
+def _with_bad_number(body: bytes, *, csv: bool) -> bytes:
+    """The body with the newest row's open price replaced by a non-number."""
+    if not csv:
+        return _FIRST_JSON_OPEN.sub(lambda m: m.group(1) + _BAD_NUMBER, body, count=1)
+    header, newest, rest = body.split(b"\r\n", 2)
+    fields = newest.split(b",")
+    fields[1] = _BAD_NUMBER
+    return b"\r\n".join([header, b",".join(fields), rest])
+
+
+async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:
+    """The body in small pieces, the last one `seconds` after the first."""
+    size = max(1, -(-len(body) // _TRICKLE_PIECES))
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    for index, piece in enumerate(pieces):
+        if index:
+            await asyncio.sleep(seconds / max(1, len(pieces) - 1))
+        yield piece
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:

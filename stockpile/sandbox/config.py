@@ -31,6 +31,10 @@ class Outcome(StrEnum):
     HTML = "html"
     HTML_502 = "html_502"
     EMPTY = "empty"
+    # The normal body with a non-numeric price in its newest row.
+    BAD_NUMBER = "bad_number"
+    # The normal body, sent in small pieces spread over slow_seconds (each piece arrives quickly).
+    SLOW_BODY = "slow_body"
 
 
 # A scripted step is a forced outcome, or "slow": wait slow_seconds, then answer normally.
@@ -49,7 +53,10 @@ class SandboxConfig(BaseModel):
     premium: bool = Field(default=False, description="Premium key: outputsize=full is allowed.")
     latency_seconds: float = Field(default=0.0, ge=0, le=120, description="Delay on every call.")
     slow_seconds: float = Field(
-        default=3.0, ge=0, le=300, description="Extra delay for SLOW and scripted 'slow'."
+        default=3.0,
+        ge=0,
+        le=300,
+        description="Extra delay for SLOW and scripted 'slow'; how long a 'slow_body' trickles.",
     )
     today: date | None = Field(
         default=None,

@@ -191,6 +191,44 @@ def test_acquire_grants_exactly_limit_then_denies_until_window_passes(
     assert 0.1 < blocked.retry_after <= 0.3
 
 
+def test_acquire_margin_holds_each_token_longer_than_its_window(
+    redis_client: "redis.Redis[bytes]", key_prefix: str
+) -> None:
+    limiter = RedisRateLimiter(
+        redis_client,
+        [RateWindow(1, 1)],
+        history=lambda: (),
+        key_prefix=key_prefix,
+        margin_seconds=0.2,
+    )
+
+    first = limiter.acquire()
+    denied = limiter.acquire()
+    assert first.granted
+    assert not denied.granted
+    assert denied.retry_after == pytest.approx(first.at + 1.2 - denied.at, abs=1e-6)
+    time.sleep(1.05)
+    assert not limiter.acquire().granted  # a plain 1-second window would have freed by now
+    second = first
+    for _ in range(20):
+        second = limiter.acquire()
+        if second.granted:
+            break
+        time.sleep(second.retry_after)
+    assert second.granted
+    assert second.at - first.at >= 1.2
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.0])
+def test_limiter_rejects_margin_outside_a_second(
+    redis_client: "redis.Redis[bytes]", margin: float
+) -> None:
+    with pytest.raises(ValueError, match="margin"):
+        RedisRateLimiter(
+            redis_client, [RateWindow(1, 1)], history=lambda: (), margin_seconds=margin
+        )
+
+
 def test_acquire_tighter_window_binds(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter([RateWindow(5, 60), RateWindow(3, 1)])
 

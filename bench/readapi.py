@@ -1,0 +1,222 @@
+"""The read API under 16 connections, against its own SQL (pgbench) and a constant endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+
+from api.deps import ReadDatabase
+from api.routes import prices
+from bench.dataset import DataSet
+from bench.loadgen import Throughput, run_http_load
+from bench.memory import RssSampler, process_tree_cpu
+from bench.processes import running_api
+from bench.profile import API_PARTS, sampling
+from bench.sqlbaseline import capturing_engine, run_sql_load
+from bench.stack import Stack
+
+logger = logging.getLogger(__name__)
+
+# Time per run: API/SQL ratio within 1.2 where the database is the bound, and at least
+# 70 % of the constant endpoint's rate where the framework is.
+SQL_TIME_TARGET = 1.2
+FRAMEWORK_SHARE_TARGET = 0.7
+
+
+@dataclass(frozen=True)
+class ReadCase:
+    """One request shape: its query string and a direct call of the route with the same values."""
+
+    name: str
+    path: str
+    params: dict[str, str]
+    call: Callable[[ReadDatabase], object]
+
+    @property
+    def target(self) -> str:
+        """The path with its query string."""
+        return f"{self.path}?{urlencode(self.params)}" if self.params else self.path
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """The API's figures for one case next to both baselines."""
+
+    case: ReadCase
+    body_bytes: int
+    statements: int
+    api: Throughput
+    sql: Throughput
+    constant: Throughput
+    api_cpu_ms: float
+    constant_cpu_ms: float
+    api_profile: dict[str, float]
+    sync_constant: Throughput
+
+    @property
+    def database_bound(self) -> bool:
+        """Whether the SQL alone is slower than the framework's ceiling."""
+        return self.sql.rate < self.constant.rate
+
+    @property
+    def ratio(self) -> float:
+        """API time over SQL time (database bound) or API rate over constant rate."""
+        if self.database_bound:
+            return self.sql.rate / self.api.rate if self.api.rate else float("inf")
+        return self.api.rate / self.constant.rate if self.constant.rate else 0.0
+
+    @property
+    def met(self) -> bool:
+        """Whether the case meets its target."""
+        if self.database_bound:
+            return self.ratio <= SQL_TIME_TARGET
+        return self.ratio >= FRAMEWORK_SHARE_TARGET
+
+
+def read_cases(data: DataSet) -> list[ReadCase]:
+    """The benchmark's request shapes on the loaded data set."""
+    symbol = data.symbol(data.symbols // 2)
+    year = data.last_day.year
+    month_start, month_end = dt.date(year, 3, 1), dt.date(year, 3, 31)
+    year_start, year_end = dt.date(year, 1, 1), dt.date(year, 12, 31)
+
+    def listing(**values: object) -> Callable[[ReadDatabase], object]:
+        return lambda db: prices.read_financial_data(
+            db=db,
+            start_date=values.get("start_date"),  # type: ignore[arg-type]
+            end_date=values.get("end_date"),  # type: ignore[arg-type]
+            symbol=values.get("symbol"),  # type: ignore[arg-type]
+            limit=values.get("limit", 5),  # type: ignore[arg-type]
+            page=values.get("page", 1),  # type: ignore[arg-type]
+        )
+
+    def statistics(start: dt.date, end: dt.date) -> Callable[[ReadDatabase], object]:
+        return lambda db: prices.read_statistics(
+            db=db, start_date=start, end_date=end, symbol=symbol
+        )
+
+    data_path, stats_path = "/api/financial_data", "/api/statistics"
+    return [
+        ReadCase(
+            "one symbol, one month",
+            data_path,
+            {
+                "symbol": symbol,
+                "start_date": str(month_start),
+                "end_date": str(month_end),
+                "limit": "25",
+            },
+            listing(symbol=symbol, start_date=month_start, end_date=month_end, limit=25),
+        ),
+        ReadCase(
+            "one symbol, all years, page 1",
+            data_path,
+            {"symbol": symbol},
+            listing(symbol=symbol),
+        ),
+        ReadCase(
+            "one symbol, all years, page 1000",
+            data_path,
+            {"symbol": symbol, "page": "1000"},
+            listing(symbol=symbol, page=1000),
+        ),
+        ReadCase("no filters, page 1", data_path, {}, listing()),
+        ReadCase(
+            "statistics, 1 year",
+            stats_path,
+            {"symbol": symbol, "start_date": str(year_start), "end_date": str(year_end)},
+            statistics(year_start, year_end),
+        ),
+        ReadCase(
+            "statistics, 25 years",
+            stats_path,
+            {"symbol": symbol, "start_date": str(data.first_day), "end_date": str(data.last_day)},
+            statistics(data.first_day, data.last_day),
+        ),
+    ]
+
+
+def route_statements(database_url: str, case: ReadCase) -> list[str]:
+    """The SQL the route sends for this case, captured from a direct call of the route."""
+    with capturing_engine(database_url) as (engine, sent):
+        case.call(ReadDatabase(engine))
+    return sent
+
+
+def run_read(
+    stack: Stack,
+    database_url: str,
+    data: DataSet,
+    *,
+    seconds: float,
+    tool: str,
+    workers: int,
+    sampler: RssSampler,
+    only: str | None = None,
+    profile: bool = False,
+) -> list[ReadResult]:
+    """Every read case (or those whose name contains `only`) with both baselines.
+
+    With `profile`, py-spy samples the API during each API run (where its CPU goes).
+    """
+    cases = [case for case in read_cases(data) if only is None or only in case.name]
+    results: list[ReadResult] = []
+    with running_api(stack.process_env(database_url), workers=workers) as (api, url):
+        sampler.watch("API (read benchmark)", api.pid, children=workers > 1)
+        for case in cases:
+            response = httpx.get(url + case.target, timeout=60)
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"{case.target} answered {response.status_code}: {response.text}"
+                )
+            size = len(response.content)
+            constant = f"{url}/_bench/constant/{size}"
+            statements = route_statements(database_url, case)
+            run_http_load(url + case.target, seconds=1, tool=tool)  # warm caches and the pool
+            sql = run_sql_load(database_url, statements, seconds=seconds)
+            profiling: AbstractContextManager[dict[str, float]] = (
+                sampling([api.pid], API_PARTS, cpu_only=True) if profile else nullcontext({})
+            )
+            with profiling as api_profile:
+                api_run, api_cpu = _measured(api.pid, url + case.target, seconds, tool)
+            constant_run, constant_cpu = _measured(api.pid, constant, seconds, tool)
+            sync_constant = f"{url}/_bench/sync_constant/{size}?{urlencode(case.params)}"
+            sync_run = run_http_load(sync_constant, seconds=seconds, tool=tool)
+            result = ReadResult(
+                case,
+                size,
+                len(statements),
+                api_run,
+                sql,
+                constant_run,
+                api_cpu,
+                constant_cpu,
+                api_profile,
+                sync_run,
+            )
+            logger.info(
+                "%s: API %.0f/s (%.2f ms CPU each), SQL %.0f/s, constant %.0f/s (%.2f ms CPU)",
+                case.name,
+                api_run.rate,
+                api_cpu,
+                sql.rate,
+                constant_run.rate,
+                constant_cpu,
+            )
+            results.append(result)
+        sampler.unwatch("API (read benchmark)")
+    return results
+
+
+def _measured(pid: int, url: str, seconds: float, tool: str) -> tuple[Throughput, float]:
+    """A load run and the API's CPU milliseconds per request during it (robust to a busy host)."""
+    before = process_tree_cpu(pid)
+    run = run_http_load(url, seconds=seconds, tool=tool)
+    used = process_tree_cpu(pid) - before
+    return run, (used * 1000 / run.requests if run.requests else 0.0)

@@ -1,0 +1,163 @@
+"""The results as Markdown tables, printed by every run and written into docs/ on request."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.dataset import DataSet
+from bench.ingest import UPSERT_SHARE_TARGET, IngestResult
+from bench.loadgen import Throughput
+from bench.pipeline import NOOP_SHARE_TARGET, PipelineResult
+from bench.readapi import FRAMEWORK_SHARE_TARGET, SQL_TIME_TARGET, ReadResult
+
+START_MARKER = "<!-- bench:results:start -->"
+END_MARKER = "<!-- bench:results:end -->"
+
+
+@dataclass
+class Report:
+    """Everything one run measured, and how it was run."""
+
+    machine: list[str]
+    data: DataSet | None = None
+    read: list[ReadResult] = field(default_factory=list)
+    ingest: IngestResult | None = None
+    pipeline: PipelineResult | None = None
+    memory: dict[str, int] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        """The report as Markdown."""
+        lines = [*self.machine, ""]
+        if self.read:
+            lines += _read_table(self.read, self.data)
+            if any(result.api_profile for result in self.read):
+                lines += _profile_table(self.read)
+        if self.ingest is not None:
+            lines += _ingest_table(self.ingest)
+        if self.pipeline is not None:
+            lines += _pipeline_table(self.pipeline)
+        if self.memory:
+            lines += _memory_table(self.memory)
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _met(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def _latency(run: Throughput) -> str:
+    return f"{run.p50_ms:.1f} / {run.p99_ms:.1f}"
+
+
+def _read_table(results: list[ReadResult], data: DataSet | None) -> list[str]:
+    lines = ["### Read API: 16 connections", ""]
+    if data is not None:
+        lines += [
+            f"Data set: {data.symbols:,} symbols x {data.rows // data.symbols:,} trading days"
+            f" ({data.first_day} to {data.last_day}) = {data.rows:,} rows,"
+            f" loaded in {data.seconds:.0f} s.",
+            "",
+        ]
+    lines += [
+        "| case | API req/s | p50 / p99 ms | API CPU ms/req | SQL tx/s | p50 / p99 ms"
+        " | constant req/s | constant CPU ms/req | sync constant req/s | bound by | ratio"
+        " | target | met |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|---|",
+    ]
+    for result in results:
+        if result.database_bound:
+            bound, target = "database", f"SQL/API time <= {SQL_TIME_TARGET:.1f}"
+        else:
+            bound, target = "framework", f"API/constant >= {FRAMEWORK_SHARE_TARGET:.2f}"
+        errors = f" ({result.api.errors} errors)" if result.api.errors else ""
+        lines.append(
+            f"| {result.case.name} | {result.api.rate:,.0f}{errors} | {_latency(result.api)}"
+            f" | {result.api_cpu_ms:.2f} | {result.sql.rate:,.0f} | {_latency(result.sql)}"
+            f" | {result.constant.rate:,.0f} | {result.constant_cpu_ms:.2f}"
+            f" | {result.sync_constant.rate:,.0f} | {bound}"
+            f" | {result.ratio:.2f} | {target} | {_met(result.met)} |"
+        )
+    return [*lines, ""]
+
+
+def _profile_table(results: list[ReadResult]) -> list[str]:
+    parts = list(next(result.api_profile for result in results if result.api_profile))
+    lines = [
+        "API CPU by part of the stack (py-spy, samples of the thread holding the GIL):",
+        "",
+        "| part | " + " | ".join(result.case.name for result in results) + " |",
+        "|---|" + "--:|" * len(results),
+    ]
+    for part in parts:
+        shares = [f"{result.api_profile.get(part, 0.0):.0%}" for result in results]
+        lines.append(f"| {part} | " + " | ".join(shares) + " |")
+    return [*lines, ""]
+
+
+def _ingest_table(result: IngestResult) -> list[str]:
+    return [
+        f"### Ingestion: {result.histories} full histories, {result.rows:,} rows",
+        "",
+        "| way in | rows/s | vs COPY | target | met |",
+        "|---|--:|--:|---|---|",
+        f"| upsert_prices, one statement and commit per history | {result.upsert_rate:,.0f}"
+        f" | {result.ratio:.2f} | >= {UPSERT_SHARE_TARGET:.2f} |"
+        f" {_met(result.ratio >= UPSERT_SHARE_TARGET)} |",
+        f"| COPY into an empty copy of the table | {result.copy_rate:,.0f} | 1.00 | | |",
+        f"| upsert_prices again, unchanged | {result.reupsert_rate:,.0f}"
+        f" | {result.reupsert_rate / result.copy_rate:.2f} | writes nothing"
+        f" | {_met(result.reupsert_written == 0 and result.reupsert_touched_rows == 0)}"
+        f" ({result.reupsert_written} written, {result.reupsert_touched_rows} rows touched) |",
+        "",
+    ]
+
+
+def _pipeline_table(result: PipelineResult) -> list[str]:
+    return [
+        f"### Job pipeline: {result.jobs:,} jobs, one worker with 2 processes",
+        "",
+        "| measure | per second | vs no-op | target | met |",
+        "|---|--:|--:|---|---|",
+        f"| jobs, first POST to last `succeeded` (POSTs took {result.posting_seconds:.1f} s)"
+        f" | {result.pipeline_rate:,.1f} | {result.ratio:.2f} | >= {NOOP_SHARE_TARGET:.2f}"
+        f" | {_met(result.met)} |",
+        f"| no-op Celery task, same broker and worker settings | {result.noop_rate:,.1f}"
+        " | 1.00 | | |",
+        f"| sandbox fetches alone ({result.upstream_calls} new symbols, 2 threads, no database)"
+        f" | {result.upstream_rate:,.1f} | {result.upstream_rate / result.noop_rate:.2f} | | |",
+        "",
+        *_worker_profile(result.worker_profile),
+    ]
+
+
+def _worker_profile(shares: dict[str, float]) -> list[str]:
+    if not shares:
+        return []
+    lines = [
+        "Worker pool processes' wall-clock time while the jobs ran (py-spy, idle included):",
+        "",
+        "| part | share |",
+        "|---|--:|",
+    ]
+    lines += [f"| {part} | {share:.0%} |" for part, share in shares.items()]
+    return [*lines, ""]
+
+
+def _memory_table(peaks: dict[str, int]) -> list[str]:
+    lines = ["### Peak RSS (sampled every 0.2 s)", "", "| process | MiB |", "|---|--:|"]
+    lines += [f"| {role} | {rss / 2**20:,.0f} |" for role, rss in sorted(peaks.items())]
+    return [*lines, ""]
+
+
+def write_into(path: Path, markdown: str) -> None:
+    """Replace the results between the markers in `path` (other sections stay as they are)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{START_MARKER}\n{markdown}{END_MARKER}"
+    pattern = re.compile(re.escape(START_MARKER) + ".*?" + re.escape(END_MARKER), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = f"{text.rstrip()}\n\n## Latest results\n\n{block}\n".lstrip()
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,128 @@
+"""Readers never see a half-written history while a 6,500-day upsert is replaced again and again.
+
+A writer alternates between two versions of one symbol's full history (every price of version
+B is version A's plus 1000); readers poll the statistics and pages of prices over HTTP. Every
+read must show one whole version: the count never between, no page mixing versions, no day
+whose open and close come from different versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from decimal import ROUND_HALF_UP, Decimal
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from shared.prices import upsert_prices
+from tests.support import Bar, history
+
+logger = logging.getLogger(__name__)
+
+SYMBOL = "CONS"
+DAYS = 6_500
+SHIFT = Decimal(1000)
+RUN_SECONDS = 6.0
+STATS_PARAMS = {"symbol": SYMBOL, "start_date": "1990-01-01", "end_date": "2100-01-01"}
+
+
+def _average(values: Sequence[Decimal]) -> float:
+    return float((sum(values, Decimal(0)) / len(values)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def _shifted(bars: Sequence[Bar]) -> list[Bar]:
+    return [
+        replace(
+            b, open=b.open + SHIFT, high=b.high + SHIFT, low=b.low + SHIFT, close=b.close + SHIFT
+        )
+        for b in bars
+    ]
+
+
+def _repeat_until(stop: threading.Event, action: Callable[[], None]) -> int:
+    done = 0
+    while not stop.is_set():
+        action()
+        done += 1
+    return done
+
+
+def test_readers_see_one_whole_version_while_a_full_history_is_rewritten(
+    session: Session, api_url: str
+) -> None:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    versions = [history(DAYS), _shifted(history(DAYS))]
+    expected_stats = {
+        (_average([b.open for b in bars]), _average([b.close for b in bars])) for bars in versions
+    }
+    with Session(engine) as writer_session:
+        upsert_prices(writer_session, SYMBOL, versions[0])
+        writer_session.commit()
+
+    seen_stats: list[tuple[float, float]] = []
+    bad_pages: list[str] = []
+    seen_versions: set[bool] = set()
+    writes = 0
+
+    def write() -> None:
+        nonlocal writes
+        writes += 1
+        with Session(engine) as writer_session:
+            upsert_prices(writer_session, SYMBOL, versions[writes % 2])
+            writer_session.commit()
+
+    def read_stats(client: httpx.Client) -> None:
+        data = client.get("/api/statistics", params=STATS_PARAMS).json()["data"]
+        seen_stats.append((data["average_daily_open_price"], data["average_daily_close_price"]))
+
+    def read_page(client: httpx.Client, page: int) -> None:
+        body = client.get(
+            "/api/financial_data", params={"symbol": SYMBOL, "limit": 1000, "page": page}
+        ).json()
+        shifted = {Decimal(row["open_price"]) >= SHIFT for row in body["data"]}
+        pairs_ok = all(
+            Decimal(row["close_price"]) - Decimal(row["open_price"]) == Decimal("0.5")
+            for row in body["data"]
+        )
+        if body["pagination"]["count"] != DAYS or len(shifted) != 1 or not pairs_ok:
+            bad_pages.append(f"page {page}: count {body['pagination']['count']}, {shifted}")
+        seen_versions.update(shifted)
+
+    stop = threading.Event()
+    with (
+        httpx.Client(base_url=api_url, timeout=30) as stats_client,
+        httpx.Client(base_url=api_url, timeout=30) as page_client,
+        ThreadPoolExecutor(max_workers=3) as pool,
+    ):
+        pages = iter(range(10**9))
+        futures = [
+            pool.submit(_repeat_until, stop, write),
+            pool.submit(_repeat_until, stop, lambda: read_stats(stats_client)),
+            pool.submit(_repeat_until, stop, lambda: read_page(page_client, next(pages) % 7 + 1)),
+        ]
+        time.sleep(RUN_SECONDS)
+        stop.set()
+        rewrites, stats_reads, page_reads = (future.result(timeout=60) for future in futures)
+
+    logger.info(
+        "read consistency: %d rewrites of %d days, %d statistics and %d page reads in %.0f s",
+        rewrites,
+        DAYS,
+        stats_reads,
+        page_reads,
+        RUN_SECONDS,
+    )
+    assert rewrites >= 4, "too few rewrites overlapped the reads to prove anything"
+    assert stats_reads >= 10
+    assert page_reads >= 10
+    assert set(seen_stats) <= expected_stats
+    assert set(seen_stats) == expected_stats  # both versions were read: reads overlapped writes
+    assert bad_pages == []
+    assert seen_versions == {False, True}

@@ -1,0 +1,216 @@
+"""The job runner spends no call it need not: throttle replies, full-history choices, fallbacks.
+
+Each test runs `run_job` in this process against the sandbox AlphaVantage, with a real Redis
+limiter (the fleet's key prefix, so the API's /metrics sees its cooldown) and real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlmodel import Session
+
+from shared.alphavantage import AlphaVantageClient
+from shared.jobs import create_job, get_job
+from shared.market_calendar import last_completed_trading_day, trading_days
+from shared.models import Job, utcnow
+from shared.prices import upsert_prices
+from shared.ratelimit import RedisRateLimiter, parse_rate_limits
+from shared.refresh import Outcome, RunPolicy, RunResult, run_job
+from shared.upstream import (
+    LIMITER_KEY_PREFIX,
+    LIMITER_MARGIN_SECONDS,
+    FullHistoryMemory,
+    Upstream,
+)
+from stockpile.sandbox.server import SandboxHandle
+from tests.support import FAKE_API_KEY, bar
+
+DAY = 86_400
+
+
+def make_upstream(
+    sandbox: SandboxHandle, client: redis.Redis[bytes], limits: str
+) -> Iterator[Upstream]:
+    upstream = Upstream(
+        client=AlphaVantageClient(
+            base_url=sandbox.base_url, api_key=SecretStr(FAKE_API_KEY), timeout=30
+        ),
+        limiter=RedisRateLimiter(
+            client,
+            parse_rate_limits(limits),
+            history=lambda: (),
+            key_prefix=LIMITER_KEY_PREFIX,
+            margin_seconds=LIMITER_MARGIN_SECONDS,
+        ),
+        full_history=FullHistoryMemory(client),
+    )
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture
+def free_tier(sandbox: SandboxHandle, redis_client: redis.Redis[bytes]) -> Iterator[Upstream]:
+    yield from make_upstream(sandbox, redis_client, "1/second,25/day")
+
+
+@pytest.fixture
+def generous(sandbox: SandboxHandle, redis_client: redis.Redis[bytes]) -> Iterator[Upstream]:
+    yield from make_upstream(sandbox, redis_client, "50/second")
+
+
+def run(job: Job, upstream: Upstream, *, full_history: bool = False) -> RunResult:
+    policy = RunPolicy(max_attempts=3, lease=timedelta(seconds=60), full_history=full_history)
+    return run_job(job.id, upstream=upstream, policy=policy, worker="test")
+
+
+def new_job(session: Session, symbol: str) -> Job:
+    job = create_job(session, symbol).job
+    session.commit()
+    return job
+
+
+def calls(sandbox: SandboxHandle, symbol: str) -> list[tuple[str | None, str]]:
+    """(outputsize, outcome) of every call the sandbox received about `symbol`."""
+    return [(c.outputsize, c.outcome) for c in sandbox.stats().calls if c.symbol == symbol]
+
+
+def metric(api: httpx.Client, name: str, labels: str = "") -> float:
+    body = api.get("/metrics").text
+    line = next(line for line in body.splitlines() if line.startswith(f"{name}{labels} "))
+    return float(line.split()[-1])
+
+
+def seconds_until(job: Job) -> float:
+    assert job.not_before is not None
+    return (job.not_before - utcnow()).total_seconds()
+
+
+def test_burst_reply_requeues_the_job_and_cools_the_whole_fleet_down(
+    session: Session, sandbox: SandboxHandle, generous: Upstream, api: httpx.Client
+) -> None:
+    sandbox.script_faults(["burst_limit"], symbol="XBURST")
+    throttled = new_job(session, "XBURST")
+    other = new_job(session, "YOTHER")
+
+    result = run(throttled, generous)
+
+    assert result.outcome is Outcome.REQUEUED
+    assert result.retry_in == 2.0  # AlphaVantage's burst limit is per second: seconds, not hours
+    job = get_job(session, throttled.id)
+    assert job is not None
+    assert job.status == "queued"
+    assert 1.5 < seconds_until(job) <= 2.0
+    assert job.attempts == 0  # a throttled call is not the job's fault
+    assert job.detail is not None
+    assert "throttled" in job.detail
+    status = generous.limiter.status()
+    assert 1.5 < status.cooldown_remaining <= 2.0
+    assert status.cooldown_reason is not None
+    # Visible to operators: the cooldown, and the call's outcome in the audit log.
+    assert metric(api, "stockpile_alphavantage_cooldown_seconds") > 1.0
+    assert metric(api, "stockpile_alphavantage_calls", '{outcome="burst_limited"}') == 1
+
+    # Another worker's job during the cooldown makes no call and waits out the cooldown.
+    other_result = run(other, generous)
+    assert other_result.outcome is Outcome.REQUEUED
+    assert other_result.retry_in is not None
+    assert other_result.retry_in <= 2.0
+    assert calls(sandbox, "YOTHER") == []
+    assert run(throttled, generous).outcome is Outcome.NOT_CLAIMED  # not due before its not_before
+
+    time.sleep(seconds_until(job) + 0.05)
+    assert run(throttled, generous).outcome is Outcome.SUCCEEDED
+    assert calls(sandbox, "XBURST") == [("compact", "burst_limit"), ("compact", "ok")]
+    burst, ok = (c.t for c in sandbox.stats().calls if c.symbol == "XBURST")
+    assert ok - burst >= 2.0
+    audit = session.execute(
+        text("SELECT outcome FROM api_calls WHERE symbol = 'XBURST' ORDER BY called_at")
+    ).scalars()
+    assert list(audit) == ["burst_limited", "ok"]
+
+
+def test_daily_reply_stops_the_fleet_until_the_day_window_frees(
+    session: Session, sandbox: SandboxHandle, free_tier: Upstream, api: httpx.Client
+) -> None:
+    sandbox.script_faults(["daily_limit"], symbol="XDAY")
+    throttled = new_job(session, "XDAY")
+    other = new_job(session, "YDAY")
+
+    assert run(throttled, free_tier).outcome is Outcome.REQUEUED
+
+    job = get_job(session, throttled.id)
+    assert job is not None
+    assert job.status == "queued"
+    assert job.attempts == 0
+    # Its own call is the oldest in the day window: the budget frees a day after it.
+    assert DAY - 60 < seconds_until(job) <= DAY + 1
+    status = free_tier.limiter.status()
+    day = next(w for w in status.windows if w.window.seconds == DAY)
+    assert day.remaining == 0
+    assert DAY - 60 < status.cooldown_remaining <= DAY + 1
+    assert metric(api, "stockpile_alphavantage_cooldown_seconds") > DAY - 60
+    assert metric(api, "stockpile_alphavantage_calls", '{outcome="daily_quota_exceeded"}') == 1
+
+    assert run(other, free_tier).outcome is Outcome.REQUEUED
+    assert calls(sandbox, "YDAY") == []
+    waiting = get_job(session, other.id)
+    assert waiting is not None
+    assert waiting.status == "queued"
+    assert seconds_until(waiting) > DAY - 60
+
+
+def test_full_history_premium_reply_falls_back_and_is_remembered_fleet_wide(
+    session: Session, sandbox: SandboxHandle, generous: Upstream
+) -> None:
+    first = new_job(session, "FULLA")
+    second = new_job(session, "FULLB")
+
+    assert run(first, generous, full_history=True).outcome is Outcome.SUCCEEDED
+    assert calls(sandbox, "FULLA") == [("full", "premium_outputsize"), ("compact", "ok")]
+    assert generous.full_history.unavailable()
+
+    # The next job wanting the full history goes straight to compact: no second `full` call.
+    assert run(second, generous, full_history=True).outcome is Outcome.SUCCEEDED
+    assert calls(sandbox, "FULLB") == [("compact", "ok")]
+    assert [c.outputsize for c in sandbox.stats().calls].count("full") == 1
+
+
+def test_full_history_not_configured_asks_for_compact(
+    session: Session, sandbox: SandboxHandle, generous: Upstream
+) -> None:
+    sandbox.configure(premium=True)
+    job = new_job(session, "NOFULL")
+    assert run(job, generous, full_history=False).outcome is Outcome.SUCCEEDED
+    assert calls(sandbox, "NOFULL") == [("compact", "ok")]
+
+
+@pytest.mark.parametrize(
+    ("missing_days", "expected"),
+    [(None, "full"), (101, "full"), (100, "compact"), (1, "compact")],
+)
+def test_full_history_asked_only_for_a_gap_over_100_trading_days(
+    session: Session,
+    sandbox: SandboxHandle,
+    generous: Upstream,
+    missing_days: int | None,
+    expected: str,
+) -> None:
+    sandbox.configure(premium=True)
+    if missing_days is not None:
+        target = last_completed_trading_day(utcnow())
+        days = trading_days(target - timedelta(days=400), target)
+        # Stored through the trading day that leaves exactly `missing_days` trading days to fetch.
+        stored_through = days[-missing_days - 1]
+        upsert_prices(session, "GAP", [bar(stored_through.isoformat(), "10", "11")])
+    job = new_job(session, "GAP")
+
+    assert run(job, generous, full_history=True).outcome is Outcome.SUCCEEDED
+    assert calls(sandbox, "GAP") == [(expected, "ok")]
