@@ -179,6 +179,9 @@ def client(av_server: FakeAlphaVantage) -> Iterator[AlphaVantageClient]:
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
+    # Stockpile's logging setup quiets httpx; these tests want every line it would write.
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     return caplog
 
 

@@ -26,7 +26,7 @@ def stockpile(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
 
 def stored(session: Session) -> dict[str, int]:
     rows = session.execute(text("SELECT symbol, count(*) FROM financial_data GROUP BY symbol"))
-    return dict(rows.tuples().all())
+    return {row[0]: row[1] for row in rows}
 
 
 def test_fetch_stores_recent_prices_on_an_empty_database(
