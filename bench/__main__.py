@@ -46,7 +46,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--parts", default=",".join(PARTS), help="comma-separated: read,ingest,pipeline"
     )
     parser.add_argument("--only", help="read cases whose name contains this text")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each load run")
+    parser.add_argument(
+        "--seconds", type=float, default=9.0, help="load time per measurement of a read case"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved slices the --seconds are split into"
+    )
     parser.add_argument("--symbols", type=int, default=1000, help="symbols in the read data set")
     parser.add_argument("--years", type=int, default=25, help="years of trading days per symbol")
     parser.add_argument("--histories", type=int, default=100, help="full histories to ingest")
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     url,
                     report.data,
                     seconds=args.seconds,
+                    rounds=args.rounds,
                     tool=tool,
                     workers=args.api_workers,
                     sampler=sampler,

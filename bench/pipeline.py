@@ -52,7 +52,7 @@ class PipelineResult:
     jobs: int
     pipeline_seconds: float
     posting_seconds: float
-    noop_seconds: float
+    noop_seconds: tuple[float, float]
     upstream_calls: int
     upstream_seconds: float
     worker_profile: dict[str, float]
@@ -64,8 +64,14 @@ class PipelineResult:
 
     @property
     def noop_rate(self) -> float:
-        """No-op tasks per second from the first send to the last completion."""
-        return self.jobs / self.noop_seconds
+        """No-op tasks per second from the first send to the last completion (both runs)."""
+        return 2 * self.jobs / sum(self.noop_seconds)
+
+    @property
+    def noop_rates(self) -> tuple[float, float]:
+        """The no-op rate before and after the pipeline: how much the machine drifted."""
+        before, after = self.noop_seconds
+        return self.jobs / before, self.jobs / after
 
     @property
     def upstream_rate(self) -> float:
@@ -92,10 +98,12 @@ def run_pipeline(
     profile: bool = False,
     timeout: float = 600,
 ) -> PipelineResult:
-    """`jobs` jobs for distinct symbols through the API and one 2-process worker, then no-ops.
+    """`jobs` jobs for distinct symbols through the API and one 2-process worker.
 
-    With `profile`, py-spy samples the worker's pool processes while the jobs run.
+    The no-op baseline runs before and after the jobs (the machine's load drifts); with
+    `profile`, py-spy samples the worker's pool processes while the jobs run.
     """
+    noop_before = _noop_run(stack, jobs, sampler, timeout)
     with running_sandbox(SandboxConfig(limits=None, today=SANDBOX_TODAY)) as sandbox:
         env = stack.process_env(
             database_url,
@@ -117,17 +125,12 @@ def run_pipeline(
             _unwatch_worker(sampler, "job pipeline")
         upstream_calls = min(jobs, UPSTREAM_CALLS)
         upstream_seconds = _upstream_alone(sandbox.base_url, upstream_calls)
-    with running_worker(
-        env, app="bench.noop_app", name="bench-noop", concurrency=WORKER_PROCESSES
-    ) as worker:
-        _watch_worker(sampler, worker, "no-op")
-        noop_seconds = _noops(stack.redis_url, worker, jobs, timeout)
-        _unwatch_worker(sampler, "no-op")
+    noop_after = _noop_run(stack, jobs, sampler, timeout)
     result = PipelineResult(
         jobs,
         pipeline_seconds,
         posting_seconds,
-        noop_seconds,
+        (noop_before, noop_after),
         upstream_calls,
         upstream_seconds,
         worker_profile,
@@ -140,6 +143,19 @@ def run_pipeline(
         result.upstream_rate,
     )
     return result
+
+
+def _noop_run(stack: Stack, tasks: int, sampler: RssSampler, timeout: float) -> float:
+    """Seconds for `tasks` no-op tasks through a worker like the pipeline's."""
+    env = stack.process_env("")  # the no-op app never touches the database
+    with running_worker(
+        env, app="bench.noop_app", name="bench-noop", concurrency=WORKER_PROCESSES
+    ) as worker:
+        _watch_worker(sampler, worker, "no-op")
+        try:
+            return _noops(stack.redis_url, worker, tasks, timeout)
+        finally:
+            _unwatch_worker(sampler, "no-op")
 
 
 def _watch_worker(sampler: RssSampler, worker: Process, label: str) -> None:

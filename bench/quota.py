@@ -323,14 +323,16 @@ def render(results: Sequence[Result]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen scenarios and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.quota", description=__doc__)
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument(
+        "--scenario",
+        choices=[*SCENARIOS, "all"],
+        default="all",
+        help=f"'all' runs {' and '.join(DEFAULT_SCENARIOS)}; others only when named",
+    )
     parser.add_argument("--keep-logs", type=Path, help="copy the workers' and beat's logs here")
     args = parser.parse_args(argv)
     names = DEFAULT_SCENARIOS if args.scenario == "all" else (args.scenario,)
     chosen = [SCENARIOS[name] for name in names]
-    # Settings for this process too (create_job, the engine) come from explicit URLs, not env.
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
     results: list[Result] = []
     with (
         running_stack(None, None) as stack,

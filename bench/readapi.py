@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import statistics
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -155,68 +156,111 @@ def run_read(
     data: DataSet,
     *,
     seconds: float,
+    rounds: int,
     tool: str,
     workers: int,
     sampler: RssSampler,
     only: str | None = None,
     profile: bool = False,
 ) -> list[ReadResult]:
-    """Every read case (or those whose name contains `only`) with both baselines.
+    """Every read case (or those whose name contains `only`) with its baselines.
 
-    With `profile`, py-spy samples the API during each API run (where its CPU goes).
+    Each of the four measurements of a case gets `seconds` in all, in `rounds` interleaved
+    slices (the order rotates), so a burst of load from elsewhere hits all of them alike. With
+    `profile`, py-spy samples the API during its slices (where its CPU goes).
     """
     cases = [case for case in read_cases(data) if only is None or only in case.name]
     results: list[ReadResult] = []
     with running_api(stack.process_env(database_url), workers=workers) as (api, url):
         sampler.watch("API (read benchmark)", api.pid, children=workers > 1)
         for case in cases:
-            response = httpx.get(url + case.target, timeout=60)
-            if response.status_code != 200:
-                raise RuntimeError(
-                    f"{case.target} answered {response.status_code}: {response.text}"
-                )
-            size = len(response.content)
-            constant = f"{url}/_bench/constant/{size}"
-            statements = route_statements(database_url, case)
-            run_http_load(url + case.target, seconds=1, tool=tool)  # warm caches and the pool
-            sql = run_sql_load(database_url, statements, seconds=seconds)
-            profiling: AbstractContextManager[dict[str, float]] = (
-                sampling([api.pid], API_PARTS, cpu_only=True) if profile else nullcontext({})
-            )
-            with profiling as api_profile:
-                api_run, api_cpu = _measured(api.pid, url + case.target, seconds, tool)
-            constant_run, constant_cpu = _measured(api.pid, constant, seconds, tool)
-            sync_constant = f"{url}/_bench/sync_constant/{size}?{urlencode(case.params)}"
-            sync_run = run_http_load(sync_constant, seconds=seconds, tool=tool)
-            result = ReadResult(
-                case,
-                size,
-                len(statements),
-                api_run,
-                sql,
-                constant_run,
-                api_cpu,
-                constant_cpu,
-                api_profile,
-                sync_run,
+            result = _read_case(
+                case, url, api.pid, database_url, seconds / rounds, rounds, tool, profile
             )
             logger.info(
                 "%s: API %.0f/s (%.2f ms CPU each), SQL %.0f/s, constant %.0f/s (%.2f ms CPU)",
                 case.name,
-                api_run.rate,
-                api_cpu,
-                sql.rate,
-                constant_run.rate,
-                constant_cpu,
+                result.api.rate,
+                result.api_cpu_ms,
+                result.sql.rate,
+                result.constant.rate,
+                result.constant_cpu_ms,
             )
             results.append(result)
         sampler.unwatch("API (read benchmark)")
     return results
 
 
-def _measured(pid: int, url: str, seconds: float, tool: str) -> tuple[Throughput, float]:
-    """A load run and the API's CPU milliseconds per request during it (robust to a busy host)."""
-    before = process_tree_cpu(pid)
-    run = run_http_load(url, seconds=seconds, tool=tool)
-    used = process_tree_cpu(pid) - before
-    return run, (used * 1000 / run.requests if run.requests else 0.0)
+def _read_case(
+    case: ReadCase,
+    url: str,
+    pid: int,
+    database_url: str,
+    slice_seconds: float,
+    rounds: int,
+    tool: str,
+    profile: bool,
+) -> ReadResult:
+    response = httpx.get(url + case.target, timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"{case.target} answered {response.status_code}: {response.text}")
+    size = len(response.content)
+    statements = route_statements(database_url, case)
+    targets = {
+        "api": url + case.target,
+        "constant": f"{url}/_bench/constant/{size}",
+        "sync constant": f"{url}/_bench/sync_constant/{size}?{urlencode(case.params)}",
+    }
+    runs: dict[str, list[Throughput]] = {name: [] for name in ["sql", *targets]}
+    cpu = dict.fromkeys(targets, 0.0)
+    profiles: list[dict[str, float]] = []
+    run_http_load(targets["api"], seconds=1, tool=tool)  # warm caches and the pool
+    for round_ in range(rounds):
+        order = list(runs)
+        for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+            if name == "sql":
+                runs[name].append(run_sql_load(database_url, statements, seconds=slice_seconds))
+                continue
+            profiling: AbstractContextManager[dict[str, float]] = (
+                sampling([pid], API_PARTS, cpu_only=True)
+                if profile and name == "api"
+                else nullcontext({})
+            )
+            with profiling as shares:
+                before = process_tree_cpu(pid)
+                runs[name].append(run_http_load(targets[name], seconds=slice_seconds, tool=tool))
+                cpu[name] += process_tree_cpu(pid) - before
+            if shares:
+                profiles.append(shares)
+    combined = {name: combine(slices) for name, slices in runs.items()}
+    return ReadResult(
+        case=case,
+        body_bytes=size,
+        statements=len(statements),
+        api=combined["api"],
+        sql=combined["sql"],
+        constant=combined["constant"],
+        api_cpu_ms=_per_request(cpu["api"], combined["api"]),
+        constant_cpu_ms=_per_request(cpu["constant"], combined["constant"]),
+        api_profile={
+            part: statistics.fmean(shares.get(part, 0.0) for shares in profiles)
+            for part in (profiles[0] if profiles else {})
+        },
+        sync_constant=combined["sync constant"],
+    )
+
+
+def combine(slices: list[Throughput]) -> Throughput:
+    """One figure from several slices: totals, and the median slice's percentiles."""
+    return Throughput(
+        requests=sum(run.requests for run in slices),
+        errors=sum(run.errors for run in slices),
+        seconds=sum(run.seconds for run in slices),
+        p50_ms=statistics.median(run.p50_ms for run in slices),
+        p99_ms=statistics.median(run.p99_ms for run in slices),
+    )
+
+
+def _per_request(cpu_seconds: float, run: Throughput) -> float:
+    """CPU milliseconds per request: unlike req/s, barely moved by load from elsewhere."""
+    return cpu_seconds * 1000 / run.requests if run.requests else 0.0

@@ -123,8 +123,9 @@ def _pipeline_table(result: PipelineResult) -> list[str]:
         f"| jobs, first POST to last `succeeded` (POSTs took {result.posting_seconds:.1f} s)"
         f" | {result.pipeline_rate:,.1f} | {result.ratio:.2f} | >= {NOOP_SHARE_TARGET:.2f}"
         f" | {_met(result.met)} |",
-        f"| no-op Celery task, same broker and worker settings | {result.noop_rate:,.1f}"
-        " | 1.00 | | |",
+        "| no-op Celery task, same broker and worker settings (before / after the jobs:"
+        f" {result.noop_rates[0]:,.0f} / {result.noop_rates[1]:,.0f})"
+        f" | {result.noop_rate:,.1f} | 1.00 | | |",
         f"| sandbox fetches alone ({result.upstream_calls} new symbols, 2 threads, no database)"
         f" | {result.upstream_rate:,.1f} | {result.upstream_rate / result.noop_rate:.2f} | | |",
         "",

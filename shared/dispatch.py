@@ -41,7 +41,7 @@ SETTLE_SECONDS = 0.25
 # is no reason to move a whole backlog out of PostgreSQL at once, where the order is kept and a
 # long broker queue would outlast `resend_after` and be sent twice. Refilled as workers drain it.
 MAX_WAITING = 100
-# While sent jobs wait for a worker (a full broker, busy workers), look again this often.
+# With the broker holding MAX_WAITING jobs, look again this often to refill it.
 REFILL_SECONDS = 1.0
 FOLLOW_UP_KEY = "stockpile:dispatch:follow_up"
 # Beat's ticks and the dispatcher's follow-ups travel on their own queue: behind a deep job queue
@@ -88,25 +88,24 @@ def dispatch_due_jobs(
     next_in = (
         None
         if due_in is None
-        else max(due_in, _budget_frees_in(status, waiting=waiting, sent=len(job_ids)))
+        else max(due_in, _budget_frees_in(status, pending=waiting + len(job_ids)))
     )
     return DispatchReport(released=released, budget=budget, sent=sent, next_in=next_in)
 
 
-def _budget_frees_in(status: LimiterStatus, *, waiting: int, sent: int) -> float:
-    """Seconds until a token may be free for a job not yet sent."""
+def _budget_frees_in(status: LimiterStatus, *, pending: int) -> float:
+    """Seconds until a token may be free for a job not yet sent (`pending` are on their way)."""
     full = [w.retry_after for w in status.windows if w.remaining == 0]
     if status.cooldown_remaining > 0 or full:
         return max([status.cooldown_remaining, *full])
-    pending = waiting + sent
-    if pending < min(status.available, MAX_WAITING):
-        return 0.0
-    if sent and pending < MAX_WAITING:
-        # The jobs just sent use up what is left; once they have taken their tokens the
-        # limiter can tell when the next one frees.
+    if pending >= MAX_WAITING:
+        return REFILL_SECONDS
+    if pending >= status.available:
+        # The jobs on their way use up what is left; once they have taken their tokens the
+        # limiter can tell when the next one frees. (This polls only while sent jobs wait, and
+        # the polls run on the workers: with none free, none run.)
         return SETTLE_SECONDS
-    # Jobs sent earlier are still waiting for a worker: look again now and then, not in a loop.
-    return REFILL_SECONDS
+    return 0.0
 
 
 def follow_up_delay(next_in: float | None, *, tick: float) -> float | None:

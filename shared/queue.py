@@ -41,14 +41,13 @@ def producer() -> Celery:
     return app
 
 
-def send_job(job_id: uuid.UUID, *, countdown: float | None = None) -> bool:
+def send_job(job_id: uuid.UUID) -> bool:
     """Ask a worker to run the job; False (logged) when the broker could not take the message."""
     try:
         producer().send_task(
             TASK_RUN_JOB,
             args=[str(job_id)],
             queue=QUEUE,
-            countdown=countdown,
             retry=True,
             retry_policy=_PUBLISH_RETRY_POLICY,
         )

@@ -17,7 +17,7 @@ from shared.settings import Settings
 LIMITER_KEY_PREFIX = "stockpile:ratelimit"
 # AlphaVantage counts a call when it arrives; request latency varies by some milliseconds, so
 # windows are held this much longer than nominal to never look like a burst upstream.
-LIMITER_MARGIN_SECONDS = 0.1
+LIMITER_MARGIN_SECONDS = 0.25
 
 
 class FullHistoryMemory:

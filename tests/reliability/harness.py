@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
 from celery import Celery
 from sqlalchemy import Engine, text
@@ -17,6 +20,7 @@ from shared.queue import QUEUE, TASK_RUN_JOB
 from tests.support import wait_until
 
 FINISHED = frozenset({"succeeded", "failed"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +117,21 @@ def send_jobs_to_broker(broker_url: str, job_ids: Sequence[uuid.UUID]) -> None:
             app.send_task(TASK_RUN_JOB, args=[str(job_id)], queue=QUEUE)
     finally:
         app.close()
+
+
+def enter_together(stack: ExitStack, *managers: AbstractContextManager[T]) -> list[T]:
+    """Enter the context managers at once (process start-ups overlap), exiting them with `stack`."""
+    with ThreadPoolExecutor(max_workers=len(managers)) as pool:
+        futures = [pool.submit(manager.__enter__) for manager in managers]
+    values: list[T] = []
+    failure: BaseException | None = None
+    for manager, future in zip(managers, futures, strict=True):
+        try:
+            values.append(future.result())
+        except BaseException as exc:  # the others still get their exit
+            failure = failure or exc
+            continue
+        stack.push(manager)
+    if failure is not None:
+        raise failure
+    return values

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
     clear_tracked_symbols,
     create_jobs,
+    enter_together,
     job_rows,
     price_row_counts,
     send_jobs_to_broker,
@@ -35,7 +37,7 @@ OUTAGE_SECONDS = 3.0
 JOBS_PER_OUTAGE = 8
 ROWS_PER_JOB = 100
 # A short window keeps the test short; the re-seeding works the same for minutes or days.
-WINDOW_SECONDS = 30
+WINDOW_SECONDS = 20
 WINDOW_LIMIT = 5
 SEEDED_LOG = f"seeded 1 window(s) from {WINDOW_LIMIT} recent call(s)"
 
@@ -65,7 +67,10 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
     sandbox.configure(latency_seconds=1.0)
     env = {"REDIS_URL": broker.url}
     total = 0
-    with celery_worker(env, name="broker-w") as worker, celery_beat(env, name="broker-beat"):
+    with ExitStack() as stack:
+        worker, _ = enter_together(
+            stack, celery_worker(env, name="broker-w"), celery_beat(env, name="broker-beat")
+        )
         for wipe in (False, True):
             symbols = [f"BRK{int(wipe)}{i:02d}" for i in range(JOBS_PER_OUTAGE)]
             create_jobs(engine, symbols)
@@ -97,7 +102,10 @@ def test_rate_limit_holds_after_the_broker_restarts_without_its_data(
         "REDIS_URL": broker.url,
         "ALPHAVANTAGE_RATE_LIMITS": f"{WINDOW_LIMIT}/{WINDOW_SECONDS}second",
     }
-    with celery_worker(env, name="limit-w") as worker, celery_beat(env, name="limit-beat"):
+    with ExitStack() as stack:
+        worker, _ = enter_together(
+            stack, celery_worker(env, name="limit-w"), celery_beat(env, name="limit-beat")
+        )
         create_jobs(engine, [f"RLA{i}" for i in range(WINDOW_LIMIT)])
         wait_all_finished(engine, WINDOW_LIMIT, timeout=60)
         first_call = min(call.t for call in sandbox.stats().calls)

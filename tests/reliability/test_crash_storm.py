@@ -11,11 +11,12 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
+import psutil
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
@@ -27,21 +28,30 @@ from tests.reliability.harness import (
     clear_tracked_symbols,
     count_rows,
     create_jobs,
+    enter_together,
     job_rows,
     price_row_counts,
     wait_all_finished,
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
 
 JOBS = 50
 ROWS_PER_JOB = 100  # a compact answer
-# Long enough that a kill lands mid-call, short enough that 50 jobs take ~20 s on 4 slots.
-CALL_SECONDS = 1.5
+# Long enough that a kill lands mid-call, short enough that 50 jobs take ~13 s on 8 slots.
+CALL_SECONDS = 2.0
+WORKERS = ("storm-a", "storm-b", "storm-c", "storm-d")
 # Each step kills one pool child ("child") or a whole worker and its children ("worker").
-KILL_PLAN = ("child", "child", "worker", "child", "worker", "child")
+KILL_PLAN = (
+    ("child", "storm-a"),
+    ("child", "storm-b"),
+    ("worker", "storm-a"),
+    ("child", "storm-c"),
+    ("worker", "storm-b"),
+    ("child", "storm-d"),
+    ("child", "storm-c"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +71,16 @@ def engine(session: Session) -> Engine:
     return engine
 
 
-@pytest.fixture
-def beat(engine: Engine) -> Iterator[Process]:
-    with celery_beat({}, name="storm-beat") as process:
-        yield process
+class Held(NamedTuple):
+    """A running job held by a pool process; mid-call when its call is audited but unanswered."""
+
+    job_id: uuid.UUID
+    attempts: int
+    mid_call: bool
 
 
-def _in_call(engine: Engine, pids: set[int]) -> dict[int, list[tuple[uuid.UUID, int]]]:
-    """Running jobs of these pool processes, by pid, with their attempts, -attempts when mid-call.
-
-    A job is mid-call when this run's AlphaVantage call is audited but has no outcome yet.
-    """
+def _held_by(engine: Engine, pids: set[int]) -> dict[int, list[Held]]:
+    """The running jobs of these pool processes, by pid."""
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -83,26 +92,40 @@ def _in_call(engine: Engine, pids: set[int]) -> dict[int, list[tuple[uuid.UUID, 
                 """
             )
         ).all()
-    held: dict[int, list[tuple[uuid.UUID, int]]] = {}
+    held: dict[int, list[Held]] = {}
     for job_id, attempts, worker, mid_call in rows:
         pid = int(worker.rsplit(":", 1)[1])
         if pid in pids:
-            held.setdefault(pid, []).append((job_id, attempts if mid_call else -attempts))
+            held.setdefault(pid, []).append(Held(job_id, attempts, mid_call))
     return held
 
 
 def _frozen_victims(engine: Engine, pids: set[int]) -> dict[uuid.UUID, int]:
-    """Jobs the killed processes held: still `running` under their pid until the lease expires."""
+    """Jobs the killed processes held (`running` under their pid until the lease expires)."""
     time.sleep(0.3)  # let a commit that raced the kill land, so the snapshot is final
-    held = _in_call(engine, pids)
-    return {job_id: abs(attempts) for jobs in held.values() for job_id, attempts in jobs}
+    return {job.job_id: job.attempts for jobs in _held_by(engine, pids).values() for job in jobs}
+
+
+def _live_children(worker: Process) -> set[int]:
+    """Pids of the worker's pool processes, leaving out killed ones not yet reaped."""
+    pids = set()
+    for child in worker.children():
+        with suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+    return pids
+
+
+def _first_call(job: Held) -> bool:
+    # Only first calls are interrupted, so no job comes near the attempt cap.
+    return job.mid_call and job.attempts == 1
 
 
 def _kill_child(engine: Engine, worker: Process) -> Kill:
-    # Only a first call is interrupted, so no job comes near the attempt cap.
     def victim() -> int | None:
-        held = _in_call(engine, {child.pid for child in worker.children()})
-        return next((pid for pid, jobs in held.items() if (1 in dict(jobs).values())), None)
+        held = _held_by(engine, _live_children(worker))
+        first_calls = (pid for pid, jobs in held.items() if any(_first_call(j) for j in jobs))
+        return next(first_calls, None)
 
     pid = wait_until(victim, timeout=60, interval=0.1, what=f"a call in flight on {worker.name}")
     os.kill(pid, signal.SIGKILL)
@@ -111,45 +134,42 @@ def _kill_child(engine: Engine, worker: Process) -> Kill:
 
 def _kill_worker(engine: Engine, worker: Process) -> Kill:
     def mid_first_calls() -> set[int] | None:
-        pids = {child.pid for child in worker.children()}
-        attempts = [a for jobs in _in_call(engine, pids).values() for _, a in jobs]
-        return pids if 1 in attempts and all(a <= 1 for a in attempts) else None
+        pids = _live_children(worker)
+        jobs = [job for held in _held_by(engine, pids).values() for job in held]
+        # Any job it holds may be interrupted: none may be past its first call.
+        return pids if any(map(_first_call, jobs)) and all(j.attempts <= 1 for j in jobs) else None
 
     pids = wait_until(mid_first_calls, timeout=60, interval=0.1, what=f"{worker.name} mid-call")
     worker.kill()
     return Kill("worker", worker.name, _frozen_victims(engine, pids))
 
 
+@pytest.mark.e2e
 def test_fifty_jobs_survive_repeated_sigkills_of_children_and_workers(
-    engine: Engine, beat: Process, sandbox: SandboxHandle
+    engine: Engine, sandbox: SandboxHandle
 ) -> None:
     sandbox.configure(latency_seconds=CALL_SECONDS)
-    started = time.monotonic()
     kills: list[Kill] = []
     with ExitStack() as stack:
-        workers = {
-            name: stack.enter_context(celery_worker({}, name=name))
-            for name in ("storm-a", "storm-b")
-        }
-        started_workers = list(workers.values())
+        # All start together: the spares are already up when a whole worker dies.
+        _beat, *started = enter_together(
+            stack,
+            celery_beat({}, name="storm-beat"),
+            *(celery_worker({}, name=name) for name in WORKERS),
+        )
+        workers = {worker.name: worker for worker in started}
+        began = time.monotonic()
         create_jobs(engine, [f"CRASH{i:02d}" for i in range(JOBS)])
-        generation = 0
-        for step, kind in enumerate(KILL_PLAN):
-            name = sorted(workers)[step % len(workers)]
+        for kind, name in KILL_PLAN:
             if kind == "child":
                 kills.append(_kill_child(engine, workers[name]))
             else:
                 kills.append(_kill_worker(engine, workers.pop(name)))
-                generation += 1
-                replacement = f"storm-r{generation}"
-                workers[replacement] = stack.enter_context(celery_worker({}, name=replacement))
-                started_workers.append(workers[replacement])
-            logger.info("%.1f s: %s", time.monotonic() - started, kills[-1])
+            logger.info("%.1f s: %s", time.monotonic() - began, kills[-1])
         rows = wait_all_finished(engine, JOBS, timeout=180)
-        elapsed = time.monotonic() - started
-        survivors = [w for w in workers.values() if w.popen.poll() is None]
-        assert len(survivors) == len(workers)
-        logs = {w.name: w.log() for w in started_workers}
+        elapsed = time.monotonic() - began
+        assert [w.name for w in workers.values() if w.popen.poll() is None] == list(workers)
+        logs = {w.name: w.log() for w in started}
 
     victims = {job_id: attempts for kill in kills for job_id, attempts in kill.victims.items()}
     logger.info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Engine
@@ -24,6 +25,7 @@ from tests.reliability.harness import (
     clear_tracked_symbols,
     count_rows,
     create_jobs,
+    enter_together,
     job_rows,
     price_row_counts,
     wait_all_finished,
@@ -60,7 +62,10 @@ def test_jobs_in_flight_finish_after_postgres_restarts(
 ) -> None:
     sandbox.configure(latency_seconds=1.5)
     env = {"DATABASE_URL": database_engine.url.render_as_string(hide_password=False)}
-    with celery_worker(env, name="pg-w") as worker, celery_beat(env, name="pg-beat"):
+    with ExitStack() as stack:
+        worker, _ = enter_together(
+            stack, celery_worker(env, name="pg-w"), celery_beat(env, name="pg-beat")
+        )
         children = {child.pid for child in worker.children()}
         create_jobs(database_engine, [f"PGO{i:02d}" for i in range(JOBS)])
         wait_until(

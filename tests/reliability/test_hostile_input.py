@@ -75,6 +75,7 @@ def test_fuzzing_covers_every_operation_of_the_schema(api_schema: schemathesis.B
     assert found == set(OPERATIONS)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("label", "mode"), CASES)
 def test_operation_answers_per_its_schema_under_fuzzing(
     api_schema: schemathesis.BaseSchema,
@@ -217,6 +218,7 @@ def test_hostile_symbols_are_a_400_everywhere_and_touch_nothing(
     assert [s["symbol"] for s in api.get("/symbols").json()["data"]] == ["AAPL", "IBM"]
 
 
+@pytest.mark.e2e
 def test_a_thousand_concurrent_identical_posts_make_one_job(
     api_url: str, api: httpx.Client, quiet_queue: None
 ) -> None:

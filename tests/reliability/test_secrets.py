@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,7 +27,13 @@ from sqlmodel import Session
 from shared.queue import QUEUE
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import CELERY, Process, celery_beat, celery_worker
-from tests.reliability.harness import FINISHED, clear_tracked_symbols, free_port, job_rows
+from tests.reliability.harness import (
+    FINISHED,
+    clear_tracked_symbols,
+    enter_together,
+    free_port,
+    job_rows,
+)
 from tests.support import API_TOKEN, FAKE_API_KEY, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -148,13 +154,15 @@ def test_no_secret_appears_in_logs_rows_responses_messages_or_flower(
     flower = [*CELERY, "flower", f"--port={flower_port}", "--address=127.0.0.1"]
     monitor = RedisMonitor(redis_url)
     places: dict[str, str | bytes] = {}
-    with (
-        http_process("flower", flower, tmp_path, f"{flower_root}/healthcheck") as flower_process,
-        celery_worker(ENV, name="secrets-w", concurrency=3) as worker,
-        celery_beat(ENV, name="secrets-beat") as beat,
-        http_process("api", uvicorn, tmp_path, f"{api_root}/healthz") as api_process,
-        httpx.Client(base_url=api_root, timeout=30, trust_env=False) as api,
-    ):
+    with ExitStack() as stack:
+        processes = enter_together(
+            stack,
+            http_process("flower", flower, tmp_path, f"{flower_root}/healthcheck"),
+            celery_worker(ENV, name="secrets-w", concurrency=3),
+            celery_beat(ENV, name="secrets-beat"),
+            http_process("api", uvicorn, tmp_path, f"{api_root}/healthz"),
+        )
+        api = stack.enter_context(httpx.Client(base_url=api_root, timeout=30, trust_env=False))
         for symbol in ("IBM", "ERR500", "TRUNC", "INVALID", "TMO"):
             assert api.post("/jobs", json={"symbol": symbol}, headers=AUTH).status_code == 202
         assert api.put("/symbols/AAPL", headers=AUTH).status_code in (200, 201)
@@ -201,7 +209,7 @@ def test_no_secret_appears_in_logs_rows_responses_messages_or_flower(
         ]
         places["Flower"] = "\n".join(page.text for page in pages)
         places["Redis commands"] = monitor.stop()
-        logs = {p.name: p.log() for p in (flower_process, worker, beat, api_process)}
+        logs = {process.name: process.log() for process in processes}
     places.update({f"{name} log": log for name, log in logs.items()})
     places["database rows"] = _dump_database(engine)
     places["test log"] = caplog.text
@@ -223,6 +231,11 @@ def test_no_secret_appears_in_logs_rows_responses_messages_or_flower(
     assert b"detected your API key as ***" in places["Redis commands"]
     assert len(tasks) >= 7
     assert "upstream_error" in places["database rows"]
+    logging.getLogger(__name__).info(
+        "searched for %d secrets in: %s",
+        len(SECRETS),
+        ", ".join(f"{where} ({len(haystack):,} bytes)" for where, haystack in places.items()),
+    )
     assert _leaks(places) == []
 
 

@@ -7,7 +7,7 @@ timeout is 1 s. The daily-limit reply that echoes the key runs last: it pauses t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,10 +18,11 @@ from sqlmodel import Session
 
 from shared.alphavantage import AlphaVantageClient, MalformedRow, UpstreamTimeout
 from stockpile.sandbox.server import SandboxHandle
-from tests.processes import Process, celery_beat, celery_worker
+from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
     clear_tracked_symbols,
     create_jobs,
+    enter_together,
     job_rows,
     wait_all_finished,
 )
@@ -71,21 +72,20 @@ def engine(session: Session) -> Engine:
     return engine
 
 
-@pytest.fixture
-def worker(engine: Engine) -> Iterator[Process]:
-    with celery_worker(WORKER_ENV, name="faults", concurrency=4) as process:
-        yield process
-
-
 @pytest.mark.e2e
 def test_upstream_faults_end_in_the_right_state_without_crashing_the_worker(
-    engine: Engine, worker: Process, sandbox: SandboxHandle
+    engine: Engine, sandbox: SandboxHandle
 ) -> None:
     sandbox.configure(slow_seconds=SLOW_SECONDS)
     for case in CASES:
         sandbox.script_faults(case.script, symbol=case.symbol)
-    children = {child.pid for child in worker.children()}
-    with celery_beat(WORKER_ENV, name="faults-beat"):
+    with ExitStack() as stack:
+        worker, _ = enter_together(
+            stack,
+            celery_worker(WORKER_ENV, name="faults", concurrency=4),
+            celery_beat(WORKER_ENV, name="faults-beat"),
+        )
+        children = {child.pid for child in worker.children()}
         create_jobs(engine, [case.symbol for case in CASES])
         rows = {row.symbol: row for row in wait_all_finished(engine, len(CASES), timeout=120)}
         for case in CASES:
@@ -103,6 +103,10 @@ def test_upstream_faults_end_in_the_right_state_without_crashing_the_worker(
             timeout=60,
             what="the throttled job back in the queue",
         )
+        # The same worker, the same pool: no fault crashed a process or raised out of a task.
+        assert worker.popen.poll() is None
+        assert {child.pid for child in worker.children()} == children
+        log = worker.log()
     assert (echo.status, echo.attempts, echo.error_code) == ("queued", 0, None), echo
     assert echo.detail is not None
     assert "daily quota" in echo.detail
@@ -115,10 +119,6 @@ def test_upstream_faults_end_in_the_right_state_without_crashing_the_worker(
     echoed = [call for call in sandbox.stats().calls if call.symbol == "ECHO"]
     assert [call.outcome.value for call in echoed] == ["daily_limit"]
 
-    # The same worker, the same pool: no fault crashed a process or raised out of a task.
-    assert worker.popen.poll() is None
-    assert {child.pid for child in worker.children()} == children
-    log = worker.log()
     assert "raised unexpected" not in log
     assert "Traceback" not in log
     assert FAKE_API_KEY not in log

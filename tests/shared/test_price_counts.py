@@ -13,12 +13,12 @@ from tests.support import history
 
 def _counts(session: Session) -> dict[str, int]:
     rows = session.execute(text("SELECT symbol, rows FROM financial_data_counts WHERE rows <> 0"))
-    return {str(symbol): int(count) for symbol, count in rows.tuples()}
+    return {str(symbol): int(count) for symbol, count in rows}
 
 
 def _actual(session: Session) -> dict[str, int]:
     rows = session.execute(text("SELECT symbol, count(*) FROM financial_data GROUP BY symbol"))
-    return {str(symbol): int(count) for symbol, count in rows.tuples()}
+    return {str(symbol): int(count) for symbol, count in rows}
 
 
 def test_counts_follow_inserts_and_ignore_unchanged_upserts(session: Session) -> None:
