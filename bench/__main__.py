@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark (or some) on throwaway servers, then a table of ratios.
 
-python -m bench                      # everything (about 10 minutes on 2 cores)
+python -m bench                      # everything (9-13 minutes on 2 busy cores)
 python -m bench --parts read         # one part: read, ingest, pipeline
 python -m bench --parts read --only "statistics" --seconds 4
 python -m bench --update-docs        # also write the table into docs/benchmarks.md

@@ -163,7 +163,16 @@ def api_url(environment: None) -> Iterator[str]:
 
     port = free_port()
     server = _ThreadedServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            # Clients keep connections across slow steps of a test; uvicorn's 5 s default would
+            # close one just as it is reused (a reset, not a failure of the API).
+            timeout_keep_alive=120,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
