@@ -15,6 +15,14 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = SQLModel.metadata
 
+# Kept by triggers (migration 0003), never written by the application: no model, so autogenerate
+# must not propose dropping it.
+TRIGGER_MAINTAINED_TABLES = {"financial_data_counts"}
+
+
+def _include_name(name: str | None, type_: str, _parent_names: object) -> bool:
+    return not (type_ == "table" and name in TRIGGER_MAINTAINED_TABLES)
+
 
 def _database_url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().require_database_url()
@@ -31,7 +39,12 @@ def run_migrations_online() -> None:
         {"sqlalchemy.url": _database_url()}, prefix="sqlalchemy.", poolclass=pool.NullPool
     )
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            include_name=_include_name,
+        )
         with context.begin_transaction():
             context.run_migrations()
 
