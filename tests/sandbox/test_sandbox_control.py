@@ -4,7 +4,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date
 
 import httpx
@@ -16,22 +15,6 @@ from stockpile.sandbox.server import SandboxHandle, running_sandbox
 
 CONFIG = SandboxConfig(limits=None, today=date(2024, 7, 8))
 DAILY = "TIME_SERIES_DAILY"
-
-
-@pytest.fixture(autouse=True)
-def sandbox(sandbox_server: SandboxHandle) -> Iterator[SandboxHandle]:
-    """The suite's sandbox process, reset and set to this module's config, then given back."""
-    sandbox_server.reset()
-    sandbox_server.configure(**CONFIG.model_dump())
-    yield sandbox_server
-    sandbox_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http(sandbox_server: SandboxHandle) -> Iterator[httpx.Client]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    with httpx.Client(base_url=sandbox_server.root_url, timeout=10, limits=limits) as client:
-        yield client
 
 
 def call(http: httpx.Client, symbol: str = "IBM", apikey: str = "testkey") -> httpx.Response:

@@ -2,7 +2,6 @@
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -16,21 +15,6 @@ from stockpile.sandbox.server import SandboxHandle
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "alphavantage"
 CONFIG = SandboxConfig(limits=None, today=date(2024, 7, 8), slow_seconds=0.4)
 DAILY = "TIME_SERIES_DAILY"
-
-
-@pytest.fixture(autouse=True)
-def sandbox(sandbox_server: SandboxHandle) -> Iterator[SandboxHandle]:
-    """The suite's sandbox process, reset and set to this module's config, then given back."""
-    sandbox_server.reset()
-    sandbox_server.configure(**CONFIG.model_dump())
-    yield sandbox_server
-    sandbox_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http(sandbox_server: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox_server.root_url, timeout=10) as client:
-        yield client
 
 
 def call(http: httpx.Client, **params: str) -> httpx.Response:

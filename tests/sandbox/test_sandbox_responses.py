@@ -3,7 +3,6 @@
 import json
 import re
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,6 @@ TODAY = date(2024, 7, 8)  # a Monday
 CONFIG = SandboxConfig(limits=None, today=TODAY, premium=True)
 ROW_KEYS = ["1. open", "2. high", "3. low", "4. close", "5. volume"]
 PRICE = re.compile(r"\d+\.\d{4}")
-
-
-@pytest.fixture(autouse=True)
-def sandbox(sandbox_server: SandboxHandle) -> Iterator[SandboxHandle]:
-    """The suite's sandbox process, reset and set to this module's config, then given back."""
-    sandbox_server.reset()
-    sandbox_server.configure(**CONFIG.model_dump())
-    yield sandbox_server
-    sandbox_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http(sandbox_server: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox_server.root_url, timeout=10) as client:
-        yield client
 
 
 def daily(http: httpx.Client, symbol: str = "IBM", **params: str) -> httpx.Response:
