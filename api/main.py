@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.body_limit import BodyLimitMiddleware
 from api.deps import get_limiter
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, build_registry
@@ -23,6 +24,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     registry, http_metrics = build_registry(get_limiter)
     app.state.registry = registry
+    app.add_middleware(BodyLimitMiddleware)  # inside metrics, so its 413s are counted
     app.add_middleware(MetricsMiddleware, metrics=http_metrics)
     app.include_router(prices.router)
     app.include_router(jobs.router)

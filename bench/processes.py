@@ -1,11 +1,7 @@
-"""Child processes of a benchmark (API, Celery workers): logged, and stopped with their group."""
+"""The API and Celery workers of a benchmark, as child processes (see tests/processes.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,67 +10,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
-import psutil
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import Process, celery_worker_command, free_port
 
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Process:
-    """A child in its own process group, with its output in a log file."""
-
-    def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_dir: Path):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        """The child's process id."""
-        return self.popen.pid
-
-    def children(self) -> list[psutil.Process]:
-        """The processes this one started (a worker's pool processes), recursively."""
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
-    def log_tail(self, limit: int = 3000) -> str:
-        """The end of what the process wrote."""
-        return self.log_path.read_text(errors="replace")[-limit:]
-
-    def check_alive(self) -> None:
-        """Raise with the log's tail when the process has exited."""
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the process group (graceful), SIGKILL whatever is left after `timeout`."""
-        if self.popen.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            with suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=timeout)
-        with suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        self._log.close()
+__all__ = ["Process", "running_api", "running_worker"]
 
 
 @contextmanager
@@ -123,24 +62,9 @@ def running_worker(
     env: Mapping[str, str], *, app: str, name: str, concurrency: int = 2
 ) -> Iterator[Process]:
     """A prefork Celery worker for `app` (started; the caller checks it is ready)."""
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        app,
-        "worker",
-        "-P",
-        "prefork",
-        "-c",
-        str(concurrency),
-        "-n",
-        f"{name}@%h",
-        "--without-mingle",
-        "--without-gossip",
-        "-l",
-        "WARNING",
-    ]
+    command = celery_worker_command(
+        app=app, name=name, concurrency=concurrency, log_level="WARNING"
+    )
     with tempfile.TemporaryDirectory() as log_dir:
         process = Process(name, command, env, Path(log_dir))
         try:

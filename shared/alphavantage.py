@@ -212,7 +212,7 @@ class UpstreamHTTPError(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """Connecting, sending or reading took longer than the configured timeout."""
+    """The call took longer than the configured timeout (as a whole, or in one read)."""
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -510,7 +510,7 @@ _HTTPX_LOG_FILTER = RedactingFilter()
 
 
 class AlphaVantageClient:
-    """Fetches TIME_SERIES_DAILY over one pooled httpx.Client with explicit timeouts."""
+    """Fetches TIME_SERIES_DAILY over one pooled httpx.Client; `timeout` also bounds each call."""
 
     def __init__(
         self,
@@ -580,12 +580,15 @@ class AlphaVantageClient:
         self.close()
 
     def _fetch(self, symbol: str, outputsize: OutputSize) -> DailySeries:
+        deadline = time.monotonic() + self._timeout
+        params = self._params(symbol, outputsize)
         try:
-            response = self._http.get(self._url, params=self._params(symbol, outputsize))
+            with self._http.stream("GET", self._url, params=params) as response:
+                body = self._read_body(response, deadline)
         except httpx.RequestError as exc:
             failure = self._request_failure(symbol, exc)
         else:
-            return self._read(symbol, response)
+            return self._read(symbol, response, body)
         # Raised outside the except block so that the httpx exception, which holds the request URL
         # and so the key, is not attached as __context__.
         raise failure
@@ -600,6 +603,22 @@ class AlphaVantageClient:
         if self._api_key is not None:
             params["apikey"] = self._api_key.get_secret_value()
         return params
+
+    def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
+        """The whole body, or ReadTimeout once `deadline` passes.
+
+        httpx's timeout bounds each read, so a body trickled in pieces would be read to the end;
+        the deadline bounds the call (a read that stalls past it still ends at the read timeout).
+        """
+        chunks: list[bytes] = []
+        for chunk in response.iter_bytes():
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(
+                    f"the body was still arriving after {self._timeout:g} s",
+                    request=response.request,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _scrub(self, text: str) -> str:
         return redact(text, () if self._api_key is None else (self._api_key,))
@@ -620,9 +639,8 @@ class AlphaVantageClient:
             f"AlphaVantage could not be reached for {symbol!r} ({detail})", symbol=symbol
         )
 
-    def _read(self, symbol: str, response: httpx.Response) -> DailySeries:
+    def _read(self, symbol: str, response: httpx.Response, body: bytes) -> DailySeries:
         answer = _Answer(symbol, self._scrub)
-        body = response.content
         if response.status_code != 200:
             raise UpstreamHTTPError(
                 f"AlphaVantage answered {symbol!r} with HTTP {response.status_code}: "
@@ -632,7 +650,7 @@ class AlphaVantageClient:
             )
         payload = _decode_json(body)
         if payload is _NOT_JSON:
-            raise BadResponse(_not_json_message(answer, response), symbol=symbol)
+            raise BadResponse(_not_json_message(answer, response, body), symbol=symbol)
         return answer.parse(payload)
 
 
@@ -648,8 +666,7 @@ def _decode_json(body: bytes) -> object:
         return _NOT_JSON
 
 
-def _not_json_message(answer: _Answer, response: httpx.Response) -> str:
-    body = response.content
+def _not_json_message(answer: _Answer, response: httpx.Response, body: bytes) -> str:
     text = answer.snippet(body.decode("utf-8", "replace"))
     if not body.strip():
         return f"AlphaVantage answered {answer.symbol!r} with an empty body"

@@ -1,9 +1,14 @@
-"""Real Stockpile processes for end-to-end tests: Celery workers and beat, each killable."""
+"""Real Stockpile processes for end-to-end tests and benchmarks: logged, and each killable.
+
+bench/ (dev-only tooling, run from the repository root) starts its API and workers with these
+too, so child processes are started, watched and stopped one way.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,10 +21,25 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
+# No start-up sync with the other workers (mingle) and no subscription to their events (gossip).
+_QUIET_WORKER = ("--without-mingle", "--without-gossip")
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def celery_worker_command(*, app: str, name: str, concurrency: int, log_level: str) -> list[str]:
+    """A prefork worker for the Celery app `app`, named `name@<host>`, without cluster chatter."""
+    options = ["-P", "prefork", "-c", str(concurrency), "-n", f"{name}@%h", "-l", log_level]
+    return [sys.executable, "-m", "celery", "-A", app, "worker", *options, *_QUIET_WORKER]
 
 
 class Process:
-    """A child process with its log file; killed with its whole process group on exit."""
+    """A child in its own process group, its output in a log file; stopping it stops the group."""
 
     def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_dir: Path):
         self.name = name
@@ -29,6 +49,7 @@ class Process:
             command,
             cwd=REPO_ROOT,
             env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -42,20 +63,26 @@ class Process:
         """Everything the process wrote so far."""
         return self.log_path.read_text(errors="replace")
 
+    def log_tail(self, limit: int = 3000) -> str:
+        """The end of what the process wrote."""
+        return self.log()[-limit:]
+
+    def check_alive(self) -> None:
+        """Raise with the log's tail when the process has exited."""
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.log_tail()}")
+
     def wait_for_log(self, needle: str, timeout: float = 30) -> None:
         """Block until `needle` appears in the log (or fail with the log's tail)."""
         deadline = time.monotonic() + timeout
         while needle not in self.log():
-            if self.popen.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited ({self.popen.returncode}):\n{self.log()[-3000:]}"
-                )
+            self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: no {needle!r} in log:\n{self.log()[-3000:]}")
+                raise TimeoutError(f"{self.name}: no {needle!r} in log:\n{self.log_tail()}")
             time.sleep(0.1)
 
     def children(self) -> list[psutil.Process]:
-        """The pool processes (children) of this process."""
+        """The processes this one started (a worker's pool processes), recursively."""
         try:
             children: list[psutil.Process] = psutil.Process(self.pid).children(recursive=True)
             return children
@@ -86,25 +113,10 @@ def celery_worker(
 ) -> Iterator[Process]:
     """A real prefork worker on the Stockpile queue, ready when the block starts."""
     with tempfile.TemporaryDirectory() as log_dir:
-        process = Process(
-            name,
-            [
-                *CELERY,
-                "worker",
-                "-P",
-                "prefork",
-                "-c",
-                str(concurrency),
-                "-n",
-                f"{name}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "-l",
-                "INFO",
-            ],
-            env,
-            Path(log_dir),
+        command = celery_worker_command(
+            app="worker.celery_app", name=name, concurrency=concurrency, log_level="INFO"
         )
+        process = Process(name, command, env, Path(log_dir))
         try:
             process.wait_for_log("ready.", timeout=60)
             yield process

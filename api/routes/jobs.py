@@ -90,6 +90,7 @@ _WRITE_ERRORS: Responses = {
     **_READ_ERRORS,
     400: {"model": ErrorEnvelope, "description": "Invalid symbol or body"},
     401: {"model": ErrorEnvelope, "description": "Missing or wrong bearer token"},
+    413: {"model": ErrorEnvelope, "description": "The body is larger than 64 KiB"},
 }
 
 
