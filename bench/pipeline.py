@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from bench.cpu import cpu_by_role
 from bench.memory import RssSampler
 from bench.processes import Process, running_api, running_worker
 from bench.profile import WORKER_PARTS, sampling
@@ -56,6 +57,9 @@ class PipelineResult:
     upstream_calls: int
     upstream_seconds: float
     worker_profile: dict[str, float]
+    # CPU seconds by role (bench.cpu) while the jobs ran, and while both no-op runs ran.
+    pipeline_cpu: dict[str, float]
+    noop_cpu: dict[str, float]
 
     @property
     def pipeline_rate(self) -> float:
@@ -103,7 +107,7 @@ def run_pipeline(
     The no-op baseline runs before and after the jobs (the machine's load drifts); with
     `profile`, py-spy samples the worker's pool processes while the jobs run.
     """
-    noop_before = _noop_run(stack, jobs, sampler, timeout)
+    noop_before, noop_cpu_before = _noop_run(stack, jobs, sampler, timeout)
     with running_sandbox(SandboxConfig(limits=None, today=SANDBOX_TODAY)) as sandbox:
         env = stack.process_env(
             database_url,
@@ -118,14 +122,14 @@ def run_pipeline(
         ):
             _watch_worker(sampler, worker, "job pipeline")
             sampler.watch("API (job pipeline)", api.pid)
-            pipeline_seconds, posting_seconds, worker_profile = _jobs(
-                url, database_url, worker, jobs, timeout, profile
+            pipeline_seconds, posting_seconds, worker_profile, pipeline_cpu = _jobs(
+                url, database_url, stack.redis_url, worker, jobs, timeout, profile
             )
             sampler.unwatch("API (job pipeline)")
             _unwatch_worker(sampler, "job pipeline")
         upstream_calls = min(jobs, UPSTREAM_CALLS)
         upstream_seconds = _upstream_alone(sandbox.base_url, upstream_calls)
-    noop_after = _noop_run(stack, jobs, sampler, timeout)
+    noop_after, noop_cpu_after = _noop_run(stack, jobs, sampler, timeout)
     result = PipelineResult(
         jobs,
         pipeline_seconds,
@@ -134,6 +138,8 @@ def run_pipeline(
         upstream_calls,
         upstream_seconds,
         worker_profile,
+        pipeline_cpu,
+        {role: noop_cpu_before[role] + noop_cpu_after[role] for role in noop_cpu_before},
     )
     logger.info(
         "pipeline: %.1f jobs/s (POSTs took %.1f s), no-op %.1f tasks/s, sandbox alone %.1f/s",
@@ -145,15 +151,17 @@ def run_pipeline(
     return result
 
 
-def _noop_run(stack: Stack, tasks: int, sampler: RssSampler, timeout: float) -> float:
-    """Seconds for `tasks` no-op tasks through a worker like the pipeline's."""
+def _noop_run(
+    stack: Stack, tasks: int, sampler: RssSampler, timeout: float
+) -> tuple[float, dict[str, float]]:
+    """Seconds for `tasks` no-op tasks through a worker like the pipeline's, and CPU by role."""
     env = stack.process_env("")  # the no-op app never touches the database
     with running_worker(
         env, app="bench.noop_app", name="bench-noop", concurrency=WORKER_PROCESSES
     ) as worker:
         _watch_worker(sampler, worker, "no-op")
         try:
-            return _noops(stack.redis_url, worker, tasks, timeout)
+            return _noops(stack.server_url, stack.redis_url, worker, tasks, timeout)
         finally:
             _unwatch_worker(sampler, "no-op")
 
@@ -169,9 +177,16 @@ def _unwatch_worker(sampler: RssSampler, label: str) -> None:
 
 
 def _jobs(
-    url: str, database_url: str, worker: Process, jobs: int, timeout: float, profile: bool
-) -> tuple[float, float, dict[str, float]]:
-    """Seconds from the first POST until every job succeeded, seconds spent POSTing, profile."""
+    url: str,
+    database_url: str,
+    redis_url: str,
+    worker: Process,
+    jobs: int,
+    timeout: float,
+    profile: bool,
+) -> tuple[float, float, dict[str, float], dict[str, float]]:
+    """Seconds from the first POST until every job succeeded, seconds spent POSTing, the
+    profile, CPU by role."""
     engine = create_engine(database_url, poolclass=NullPool)
     headers = {"Authorization": f"Bearer {BENCH_TOKEN}"}
     try:
@@ -206,20 +221,22 @@ def _jobs(
             profiling: AbstractContextManager[dict[str, float]] = (
                 sampling(pool_pids, WORKER_PARTS, cpu_only=False) if profile else nullcontext({})
             )
-            with profiling as worker_profile:
+            with profiling as worker_profile, cpu_by_role(database_url, redis_url) as spent:
                 began = time.perf_counter()
                 with ThreadPoolExecutor(POST_CONCURRENCY) as pool:
                     list(pool.map(post, symbols))
                 posted = time.perf_counter()
                 _wait(lambda: succeeded("P") == jobs, worker, timeout, f"{jobs} jobs")
                 finished = time.perf_counter()
-            return finished - began, posted - began, worker_profile
+            return finished - began, posted - began, worker_profile, spent
     finally:
         engine.dispose()
 
 
-def _noops(redis_url: str, worker: Process, tasks: int, timeout: float) -> float:
-    """Seconds from the first send until `tasks` no-op tasks have run."""
+def _noops(
+    database_url: str, redis_url: str, worker: Process, tasks: int, timeout: float
+) -> tuple[float, dict[str, float]]:
+    """Seconds from the first send until `tasks` no-op tasks have run, and CPU by role."""
     client = redis.Redis.from_url(redis_url)
     producer = Celery("bench-noop-producer", broker=redis_url)
     producer.conf.update(task_serializer="json", accept_content=["json"])
@@ -228,12 +245,14 @@ def _noops(redis_url: str, worker: Process, tasks: int, timeout: float) -> float
         producer.send_task(NOOP_TASK, queue=QUEUE)
         _wait(lambda: int(client.get(DONE_KEY) or 0) == 1, worker, timeout, "the warm-up no-op")
         client.delete(DONE_KEY)
-        began = time.perf_counter()
-        with producer.connection_for_write() as connection:
-            for _ in range(tasks):
-                producer.send_task(NOOP_TASK, queue=QUEUE, connection=connection)
-        _wait(lambda: int(client.get(DONE_KEY) or 0) >= tasks, worker, timeout, "the no-ops")
-        return time.perf_counter() - began
+        with cpu_by_role(database_url, redis_url) as spent:
+            began = time.perf_counter()
+            with producer.connection_for_write() as connection:
+                for _ in range(tasks):
+                    producer.send_task(NOOP_TASK, queue=QUEUE, connection=connection)
+            _wait(lambda: int(client.get(DONE_KEY) or 0) >= tasks, worker, timeout, "the no-ops")
+            seconds = time.perf_counter() - began
+        return seconds, spent
     finally:
         client.delete(DONE_KEY)
         client.close()

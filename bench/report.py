@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.cpu import ROLES
 from bench.dataset import DataSet
 from bench.ingest import UPSERT_SHARE_TARGET, IngestResult
 from bench.loadgen import Throughput
@@ -129,8 +130,31 @@ def _pipeline_table(result: PipelineResult) -> list[str]:
         f"| sandbox fetches alone ({result.upstream_calls} new symbols, 2 threads, no database)"
         f" | {result.upstream_rate:,.1f} | {result.upstream_rate / result.noop_rate:.2f} | | |",
         "",
+        *_cpu_table(result),
         *_worker_profile(result.worker_profile),
     ]
+
+
+def _cpu_table(result: PipelineResult) -> list[str]:
+    jobs, noops = result.jobs, 2 * result.jobs
+    job_total = sum(result.pipeline_cpu.values())
+    noop_total = sum(result.noop_cpu.values())
+    lines = [
+        "CPU per job and per no-op task, every process on the machine by role (psutil; two cores"
+        " allow 2,000 ms of CPU per second, so a rate can never exceed 2,000 / total):",
+        "",
+        "| process | job pipeline ms/job | no-op ms/task |",
+        "|---|--:|--:|",
+    ]
+    lines += [
+        f"| {role} | {result.pipeline_cpu[role] * 1000 / jobs:.2f}"
+        f" | {result.noop_cpu[role] * 1000 / noops:.2f} |"
+        for role in ROLES
+    ]
+    lines.append(
+        f"| **total** | **{job_total * 1000 / jobs:.2f}** | **{noop_total * 1000 / noops:.2f}** |"
+    )
+    return [*lines, ""]
 
 
 def _worker_profile(shares: dict[str, float]) -> list[str]:

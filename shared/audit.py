@@ -6,46 +6,66 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text, update
-from sqlmodel import Session, col
+from sqlalchemy import Connection, insert, literal, select, text, update
+from sqlmodel import Session
 
-from shared.db import session_scope
-from shared.models import ApiCall
+from shared.jobs import held_by
+from shared.models import ApiCall, Job
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
 PENDING = "pending"
 
 
+_API_CALLS = ApiCall.metadata.tables["api_calls"]
+_JOBS = Job.metadata.tables["jobs"]
+
+
 def start_call(
-    session: Session,
+    connection: Connection,
     *,
+    job_id: uuid.UUID,
+    worker: str,
     called_at: float,
-    symbol: str,
     outputsize: str,
-    job_id: uuid.UUID | None,
-) -> int:
-    """Record a call about to be made (its token's time, from Redis); returns its id."""
-    call = ApiCall(
-        called_at=datetime.fromtimestamp(called_at, UTC),
-        symbol=symbol,
-        outputsize=outputsize,
-        job_id=job_id,
-        outcome=PENDING,
+) -> int | None:
+    """Count an attempt of the job and record its call as about to be made, in one statement.
+
+    `called_at` is the token's time (from Redis). Returns the call's id, or None (nothing
+    written) when `worker` no longer holds the job. Counted before the call is made, so a
+    call whose worker dies still counts against the attempts and the budget.
+    """
+    attempt = (
+        update(_JOBS)
+        .where(_JOBS.c.id == job_id, held_by(worker))
+        .values(attempts=_JOBS.c.attempts + 1)
+        .returning(_JOBS.c.id, _JOBS.c.symbol)
+        .cte("attempt")
     )
-    session.add(call)
-    session.flush()
-    assert call.id is not None
-    return call.id
-
-
-def finish_call(call_id: int, *, outcome: str, duration_ms: int) -> None:
-    """Record how a call ended, in its own transaction, whatever happens to the job."""
-    with session_scope() as session:
-        session.execute(
-            update(ApiCall)
-            .where(col(ApiCall.id) == call_id)
-            .values(outcome=outcome, duration_ms=duration_ms)
+    statement = (
+        insert(_API_CALLS)
+        .from_select(
+            ["called_at", "symbol", "outputsize", "job_id", "outcome"],
+            select(
+                literal(datetime.fromtimestamp(called_at, UTC)),
+                attempt.c.symbol,
+                literal(outputsize),
+                attempt.c.id,
+                literal(PENDING),
+            ),
         )
+        .returning(_API_CALLS.c.id)
+    )
+    call_id = connection.execute(statement).scalar_one_or_none()
+    return None if call_id is None else int(call_id)
+
+
+def finish_call(session: Session, call_id: int, *, outcome: str, duration_ms: int) -> None:
+    """Record how a call ended; the caller commits (a row left `pending` still counts)."""
+    session.connection().execute(
+        update(_API_CALLS)
+        .where(_API_CALLS.c.id == call_id)
+        .values(outcome=outcome, duration_ms=duration_ms)
+    )
 
 
 def recent_call_times(session: Session, *, within: timedelta) -> list[float]:

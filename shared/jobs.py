@@ -6,16 +6,17 @@ neither run a finished job again nor run one job twice at the same time.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlmodel import Session, col
 
-from shared.models import IN_FLIGHT_STATUSES, Job, JobStatus, utcnow
+from shared.models import IN_FLIGHT_STATUSES, FinancialData, Job, JobStatus, utcnow
 
 # Any fixed number: the key of the transaction-level advisory lock that serializes dispatchers.
 _DISPATCH_LOCK_KEY = 0x53544F434B  # "STOCK"
@@ -100,43 +101,69 @@ def list_jobs(
     return jobs, count
 
 
-def _transition(session: Session, job_id: uuid.UUID, where: Any, **values: Any) -> Job | None:
+_JOBS = Job.metadata.tables["jobs"]
+_PRICES = FinancialData.metadata.tables["financial_data"]
+
+
+def _transition(connection: Connection, job_id: uuid.UUID, where: Any, **values: Any) -> Job | None:
+    # Core, not the ORM: an ORM UPDATE … RETURNING also synchronizes the session's identity map,
+    # which cost more than the statement's round trip on every step of every job.
     statement = (
-        update(Job)
-        .where(col(Job.id) == job_id, where)
-        .values(**values)
-        .returning(Job)
-        .execution_options(populate_existing=True)
+        update(_JOBS).where(_JOBS.c.id == job_id, where).values(**values).returning(*_JOBS.c)
     )
-    return session.execute(statement).scalar_one_or_none()
+    row = connection.execute(statement).one_or_none()
+    return None if row is None else Job(**row._mapping)
 
 
-def claim_job(session: Session, job_id: uuid.UUID, *, worker: str, lease: timedelta) -> Job | None:
-    """Take a due queued job, or a running one whose worker's lease expired; None otherwise."""
-    # The outer parentheses matter: SQLAlchemy does not group a text() clause, and without them
-    # `id = :id AND … OR …` claimed every running job with an expired lease, not only this one.
-    due = text(
-        "((status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
-        " OR (status = 'running' AND lease_expires_at < now()))"
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job this worker now holds, and the newest day stored for its symbol."""
+
+    job: Job
+    stored_through: dt.date | None
+
+
+# The outer parentheses matter: SQLAlchemy does not group a text() clause, and without them
+# `id = :id AND … OR …` claimed every running job with an expired lease, not only this one.
+_DUE_OR_ABANDONED = text(
+    "((status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
+    " OR (status = 'running' AND lease_expires_at < now()))"
+)
+
+
+def claim_job(
+    connection: Connection, job_id: uuid.UUID, *, worker: str, lease: timedelta
+) -> Claim | None:
+    """Take a due queued job, or a running one whose worker's lease expired; None otherwise.
+
+    One statement, so it needs no transaction of its own: the claim and the symbol's newest
+    stored day (which decides whether and how much to fetch) come back together.
+    """
+    stored_through = (
+        select(func.max(_PRICES.c.date)).where(_PRICES.c.symbol == _JOBS.c.symbol).scalar_subquery()
     )
-    return _transition(
-        session,
-        job_id,
-        due,
-        status=JobStatus.RUNNING,
-        worker=worker,
-        started_at=func.now(),
-        lease_expires_at=func.now() + lease,
+    statement = (
+        update(_JOBS)
+        .where(_JOBS.c.id == job_id, _DUE_OR_ABANDONED)
+        .values(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            started_at=func.now(),
+            lease_expires_at=func.now() + lease,
+        )
+        .returning(*_JOBS.c, stored_through.label("stored_through"))
     )
+    row = connection.execute(statement).one_or_none()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    latest = values.pop("stored_through")
+    return Claim(job=Job(**values), stored_through=latest)
 
 
-def _held_by(worker: str) -> Any:
-    return (col(Job.status) == JobStatus.RUNNING) & (col(Job.worker) == worker)
-
-
-def record_attempt(session: Session, job_id: uuid.UUID, *, worker: str) -> Job | None:
-    """Count one upstream call for the job (before making it, so crashes count too)."""
-    return _transition(session, job_id, _held_by(worker), attempts=Job.attempts + 1)
+def held_by(worker: str) -> Any:
+    """The condition that `worker` still holds the job (for transitions and the audit)."""
+    return (_JOBS.c.status == JobStatus.RUNNING) & (_JOBS.c.worker == worker)
 
 
 def requeue_job(
@@ -159,10 +186,10 @@ def requeue_job(
         "detail": detail,
     }
     if refund_attempt:
-        values["attempts"] = Job.attempts - 1
+        values["attempts"] = _JOBS.c.attempts - 1
     if outputsize is not None:
         values["outputsize"] = outputsize
-    return _transition(session, job_id, _held_by(worker), **values)
+    return _transition(session.connection(), job_id, held_by(worker), **values)
 
 
 def succeed_job(
@@ -170,9 +197,9 @@ def succeed_job(
 ) -> Job | None:
     """Mark the job done; None when this worker no longer holds it (then roll back)."""
     return _transition(
-        session,
+        session.connection(),
         job_id,
-        _held_by(worker),
+        held_by(worker),
         status=JobStatus.SUCCEEDED,
         finished_at=func.now(),
         rows_written=rows_written,
@@ -189,9 +216,9 @@ def fail_job(
 ) -> Job | None:
     """Mark the job failed with a contract error code and a redacted message."""
     return _transition(
-        session,
+        session.connection(),
         job_id,
-        _held_by(worker),
+        held_by(worker),
         status=JobStatus.FAILED,
         finished_at=func.now(),
         error_code=code,

@@ -3,6 +3,11 @@
 claim → already current? → take a token → count the attempt → call AlphaVantage → audit the call
 → upsert the prices and mark the job done in one transaction. Waits longer than a second go back
 to PostgreSQL (`not_before`), never into a sleeping worker or a broker countdown.
+
+A job that calls AlphaVantage once takes three transactions: claim it and read the latest stored
+day; count the attempt and audit the call's start (around taking the token); then audit the
+call's end together with the outcome (upsert + succeed, requeue or fail). Every commit is a round
+trip and a WAL flush, and this is the whole per-job cost besides the call itself.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlmodel import Session
+
 from shared.alphavantage import (
     AlphaVantageError,
     DailyQuotaExceeded,
@@ -24,18 +31,17 @@ from shared.alphavantage import (
     RateLimited,
 )
 from shared.audit import finish_call, start_call
-from shared.db import session_scope
+from shared.db import autocommit_connection, session_scope
 from shared.jobs import (
     claim_job,
     fail_job,
-    record_attempt,
     requeue_job,
     succeed_job,
 )
 from shared.market_calendar import last_completed_trading_day, trading_days
 from shared.models import Job, OutputSize, utcnow
 from shared.prices import upsert_prices
-from shared.tracking import latest_stored_date, mark_failed, mark_refreshed
+from shared.tracking import mark_failed, mark_refreshed
 from shared.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -86,27 +92,39 @@ def run_job(
     clock: Callable[[], datetime] = utcnow,
 ) -> RunResult:
     """Run the job if it is due and nobody else holds it; every exit leaves a truthful row."""
-    with session_scope() as session:
-        job = claim_job(session, job_id, worker=worker, lease=policy.lease)
-    if job is None:
+    with autocommit_connection() as connection:
+        claim = claim_job(connection, job_id, worker=worker, lease=policy.lease)
+    if claim is None:
         return RunResult(Outcome.NOT_CLAIMED)
-    return _Run(job, upstream, policy, worker, clock).execute()
+    return _Run(claim.job, claim.stored_through, upstream, policy, worker, clock).execute()
+
+
+@dataclass(frozen=True, slots=True)
+class _CallEnd:
+    """How an audited call ended, written with the transaction that records the job's outcome."""
+
+    call_id: int
+    outcome: str
+    duration_ms: int
 
 
 class _Run:
     def __init__(
         self,
         job: Job,
+        stored_through: date | None,
         upstream: Upstream,
         policy: RunPolicy,
         worker: str,
         clock: Callable[[], datetime],
     ) -> None:
         self.job = job
+        self.stored_through = stored_through
         self.upstream = upstream
         self.policy = policy
         self.worker = worker
         self.clock = clock
+        self._call_end: _CallEnd | None = None
 
     def execute(self) -> RunResult:
         if self.job.attempts >= self.policy.max_attempts:
@@ -115,8 +133,7 @@ class _Run:
                 "upstream_error",
                 f"Gave up after {self.job.attempts} attempts that never finished.",
             )
-        with session_scope() as session:
-            stored_through = latest_stored_date(session, self.job.symbol)
+        stored_through = self.stored_through
         target = last_completed_trading_day(self.clock())
         if self.job.outputsize != OutputSize.FULL and stored_through and stored_through >= target:
             return self._succeed(
@@ -127,28 +144,26 @@ class _Run:
             )
         outputsize = self._choose_outputsize(stored_through, target)
         while True:
-            with session_scope() as session:
-                if record_attempt(session, self.job.id, worker=self.worker) is None:
-                    return RunResult(Outcome.NOT_CLAIMED)
-                # The token is taken inside the transaction that counts the attempt, so only the
-                # audit insert and the commit stand between the grant and the call: that time
-                # varies, and AlphaVantage sees the calls that much closer together.
-                wait = self._take_token()
-                if wait > 0:
-                    session.rollback()  # no call, no attempt
-                else:
-                    # Audited before the call: a call whose worker dies still counts in the budget.
-                    self._call_id = start_call(
-                        session,
-                        called_at=self._granted_at,
-                        symbol=self.job.symbol,
-                        outputsize=outputsize,
-                        job_id=self.job.id,
-                    )
+            wait = self._take_token()
             if wait > 0:
                 return self._requeue(
                     wait, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
                 )
+            # One statement between the grant and the call (AlphaVantage sees calls closer
+            # together by however long it takes): count the attempt, audit the call as pending.
+            with autocommit_connection() as connection:
+                call_id = start_call(
+                    connection,
+                    job_id=self.job.id,
+                    worker=self.worker,
+                    called_at=self._granted_at,
+                    outputsize=outputsize,
+                )
+            if call_id is None:
+                # Our lease ran out while we waited for the token, and another worker claimed
+                # the job: it makes the call, and this token goes unused.
+                return RunResult(Outcome.NOT_CLAIMED)
+            self._call_id = call_id
             attempts = self.job.attempts + 1
             self.job.attempts = attempts
             started = time.monotonic()
@@ -156,6 +171,8 @@ class _Run:
                 series = self.upstream.client.fetch_daily(self.job.symbol, outputsize.value)
             except PremiumOutputSize as exc:
                 self._audit(exc, started)
+                with session_scope() as session:
+                    self._record_call_end(session)
                 self.upstream.full_history.remember_unavailable()
                 logger.info("outputsize=full is premium-only for this key; using compact")
                 outputsize = OutputSize.COMPACT
@@ -223,11 +240,18 @@ class _Run:
         return seconds
 
     def _audit(self, exc: AlphaVantageError | None, started: float) -> None:
-        finish_call(
+        self._call_end = _CallEnd(
             self._call_id,
             outcome="ok" if exc is None else _outcome_name(exc),
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+
+    def _record_call_end(self, session: Session) -> None:
+        """Write the pending call's end into this transaction (if the worker dies first, the
+        call stays `pending` in the audit and still counts in the budget)."""
+        if self._call_end is not None:
+            end, self._call_end = self._call_end, None
+            finish_call(session, end.call_id, outcome=end.outcome, duration_ms=end.duration_ms)
 
     def _succeed(self, rows: int | None, detail: str, *, upsert: Any) -> RunResult:
         with session_scope() as session:
@@ -240,14 +264,17 @@ class _Run:
                 session, self.job.id, worker=self.worker, rows_written=written or 0, detail=detail
             )
             if job is None:
-                session.rollback()
+                session.rollback()  # another worker holds the job now and writes its own data
+                self._record_call_end(session)
                 return RunResult(Outcome.NOT_CLAIMED)
             mark_refreshed(session, self.job.symbol)
+            self._record_call_end(session)
         logger.info("job %s %s: %s rows written", job.id, job.symbol, written)
         return RunResult(Outcome.SUCCEEDED, job)
 
     def _fail(self, code: str, message: str) -> RunResult:
         with session_scope() as session:
+            self._record_call_end(session)
             job = fail_job(session, self.job.id, worker=self.worker, code=code, message=message)
             if job is None:
                 return RunResult(Outcome.NOT_CLAIMED)
@@ -264,6 +291,7 @@ class _Run:
 
     def _requeue(self, wait: float, detail: str, *, refund_attempt: bool = False) -> RunResult:
         with session_scope() as session:
+            self._record_call_end(session)
             job = requeue_job(
                 session,
                 self.job.id,

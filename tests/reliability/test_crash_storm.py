@@ -220,10 +220,9 @@ def test_claim_takes_only_its_own_job_while_other_leases_are_expired(session: Se
             ),
             {"id": mine},
         )
-    with Session(engine, expire_on_commit=False) as claiming:
-        job = claim_job(claiming, mine, worker="alive@host:2", lease=timedelta(seconds=60))
-        claiming.commit()
-    assert job is not None
-    assert job.id == mine
+    with engine.begin() as connection:
+        claim = claim_job(connection, mine, worker="alive@host:2", lease=timedelta(seconds=60))
+    assert claim is not None
+    assert claim.job.id == mine
     workers = {row.id: row.worker for row in job_rows(engine)}
     assert workers == {mine: "alive@host:2", abandoned_a: "dead@host:1", abandoned_b: "dead@host:1"}
