@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col
 
 from shared.models import IN_FLIGHT_STATUSES, FinancialData, Job, JobStatus, utcnow
@@ -30,14 +31,12 @@ class CreatedJob:
     created: bool
 
 
-_INSERT_UNLESS_IN_FLIGHT = text(
-    """
-    INSERT INTO jobs (id, symbol, outputsize, status, source, attempts, created_at)
-    VALUES (:id, :symbol, :outputsize, 'queued', :source, 0, clock_timestamp())
-    ON CONFLICT (symbol) WHERE status IN ('queued', 'running') DO NOTHING
-    RETURNING id
-    """
-)
+_JOBS = Job.metadata.tables["jobs"]
+_PRICES = FinancialData.metadata.tables["financial_data"]
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job(**row._mapping)
 
 
 def create_job(
@@ -46,25 +45,33 @@ def create_job(
     """A new queued job for `symbol`, or the one already in flight; the caller commits."""
     # The partial unique index decides races between concurrent requests; the loop covers the
     # in-flight job finishing between our failed insert and the select.
+    connection = session.connection()
     for _ in range(5):
-        new_id = session.execute(
-            _INSERT_UNLESS_IN_FLIGHT,
-            {"id": uuid.uuid4(), "symbol": symbol, "outputsize": outputsize, "source": source},
-        ).scalar_one_or_none()
-        if new_id is not None:
-            return CreatedJob(job=_get(session, new_id), created=True)
-        existing = session.execute(
-            select(Job).where(col(Job.symbol) == symbol, col(Job.status).in_(IN_FLIGHT_STATUSES))
-        ).scalar_one_or_none()
+        created = connection.execute(
+            insert(_JOBS)
+            .values(
+                id=uuid.uuid4(),
+                symbol=symbol,
+                outputsize=outputsize,
+                status=JobStatus.QUEUED,
+                source=source,
+                attempts=0,
+                created_at=func.clock_timestamp(),
+            )
+            .on_conflict_do_nothing(
+                index_elements=[_JOBS.c.symbol],
+                index_where=text("status IN ('queued', 'running')"),
+            )
+            .returning(*_JOBS.c)
+        ).one_or_none()
+        if created is not None:
+            return CreatedJob(job=_job(created), created=True)
+        existing = connection.execute(
+            select(_JOBS).where(_JOBS.c.symbol == symbol, _JOBS.c.status.in_(IN_FLIGHT_STATUSES))
+        ).one_or_none()
         if existing is not None:
-            return CreatedJob(job=existing, created=False)
+            return CreatedJob(job=_job(existing), created=False)
     raise RuntimeError(f"could not create or find an in-flight job for {symbol}")
-
-
-def _get(session: Session, job_id: uuid.UUID) -> Job:
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
-    return job
 
 
 def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
@@ -101,10 +108,6 @@ def list_jobs(
     return jobs, count
 
 
-_JOBS = Job.metadata.tables["jobs"]
-_PRICES = FinancialData.metadata.tables["financial_data"]
-
-
 def _transition(connection: Connection, job_id: uuid.UUID, where: Any, **values: Any) -> Job | None:
     # Core, not the ORM: an ORM UPDATE … RETURNING also synchronizes the session's identity map,
     # which cost more than the statement's round trip on every step of every job.
@@ -112,7 +115,7 @@ def _transition(connection: Connection, job_id: uuid.UUID, where: Any, **values:
         update(_JOBS).where(_JOBS.c.id == job_id, where).values(**values).returning(*_JOBS.c)
     )
     row = connection.execute(statement).one_or_none()
-    return None if row is None else Job(**row._mapping)
+    return None if row is None else _job(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,4 +302,6 @@ def count_dispatched_waiting(session: Session, *, resend_after: timedelta) -> in
 
 def mark_dispatched(session: Session, job_id: uuid.UUID) -> None:
     """Remember that the job was just sent, so the dispatcher does not send it again at once."""
-    session.execute(update(Job).where(col(Job.id) == job_id).values(dispatched_at=utcnow()))
+    session.connection().execute(
+        update(_JOBS).where(_JOBS.c.id == job_id).values(dispatched_at=utcnow())
+    )
