@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,6 +17,14 @@ from api.responses import ListEnvelope, error
 from shared.db import is_connection_error
 
 logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+
+# SQLSTATE classes of a server that cannot serve now, whatever the query: connection exception
+# (08), insufficient resources (53: too many connections, out of memory, disk full), operator
+# intervention (57: shutting down, starting up, statement timeout) and system error (58). The
+# same errors psycopg2 raises as OperationalError, which the SQLAlchemy handler maps to 503.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
 
 
 class ApiError(Exception):
@@ -54,6 +63,18 @@ class ServiceUnavailable(ApiError):
 
     def __init__(self, message: str):
         super().__init__(503, message, headers={"Retry-After": "5"})
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether an asyncpg read failed because PostgreSQL cannot answer now, not the statement."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A closed connection or pool; its subclasses are bugs (configuration, unsupported).
+        return type(exc) is asyncpg.InterfaceError
+    # Refused, reset, no such socket file, unresolvable host; TimeoutError is a connect or
+    # pool wait that ran out.
+    return isinstance(exc, OSError | TimeoutError)
 
 
 def _is_list_request(request: Request) -> bool:
@@ -102,7 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
             logger.warning("database unavailable: %s", type(exc).__name__)
             return error(
                 503,
-                "The database is unavailable; try again shortly.",
+                DATABASE_UNAVAILABLE,
                 is_list=_is_list_request(request),
                 headers={"Retry-After": "5"},
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
-from api.deps import get_limiter
+from api.deps import get_limiter, lifespan
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, build_registry
 from api.routes import health, jobs, prices, symbols
@@ -20,6 +20,7 @@ def create_app() -> FastAPI:
         title="Stockpile",
         summary="A local, queryable copy of daily stock prices from AlphaVantage.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     install_error_handlers(app)
     registry, http_metrics = build_registry(get_limiter)

@@ -2,9 +2,10 @@
 
 Served by the bench's own uvicorn launcher (`uvicorn bench.api_app:app`); `api/` stays untouched.
 `/_bench/constant/{size}` is the framework's ceiling: async, no parameters, no work.
-`/_bench/sync_constant/{size}` takes the listing's query parameters and is a plain `def` like
-the real routes: the ceiling of any sync route with those parameters (validation and the hop
-to a worker thread included, no database).
+`/_bench/sync_constant/{size}` takes the listing's query parameters and is a plain `def`, as
+the read routes were before they read through asyncpg: the ceiling of any sync route with
+those parameters (validation and the hop to a worker thread included, no database).
+The app's lifespan (the read pool) runs as it does for `api.main:app`.
 """
 
 from __future__ import annotations

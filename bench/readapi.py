@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import statistics
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import httpx
+from starlette.requests import Request
 
-from api.deps import ReadDatabase
+from api.deps import ReadPool
 from api.routes import prices
 from bench.dataset import DataSet
 from bench.loadgen import Throughput, run_http_load
 from bench.memory import RssSampler, process_tree_cpu
 from bench.processes import running_api
 from bench.profile import API_PARTS, sampling
-from bench.sqlbaseline import capturing_engine, run_sql_load
+from bench.sqlbaseline import CapturingReadPool, Statement, run_sql_load
 from bench.stack import Stack
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class ReadCase:
     name: str
     path: str
     params: dict[str, str]
-    call: Callable[[ReadDatabase], object]
+    call: Callable[[ReadPool], Awaitable[object]]
 
     @property
     def target(self) -> str:
@@ -87,9 +89,9 @@ def read_cases(data: DataSet) -> list[ReadCase]:
     month_start, month_end = dt.date(year, 3, 1), dt.date(year, 3, 31)
     year_start, year_end = dt.date(year, 1, 1), dt.date(year, 12, 31)
 
-    def listing(**values: object) -> Callable[[ReadDatabase], object]:
-        return lambda db: prices.read_financial_data(
-            db=db,
+    def listing(**values: object) -> Callable[[ReadPool], Awaitable[object]]:
+        return lambda reads: prices.read_financial_data(
+            request=_request(reads),
             start_date=values.get("start_date"),  # type: ignore[arg-type]
             end_date=values.get("end_date"),  # type: ignore[arg-type]
             symbol=values.get("symbol"),  # type: ignore[arg-type]
@@ -97,9 +99,9 @@ def read_cases(data: DataSet) -> list[ReadCase]:
             page=values.get("page", 1),  # type: ignore[arg-type]
         )
 
-    def statistics(start: dt.date, end: dt.date) -> Callable[[ReadDatabase], object]:
-        return lambda db: prices.read_statistics(
-            db=db, start_date=start, end_date=end, symbol=symbol
+    def statistics(start: dt.date, end: dt.date) -> Callable[[ReadPool], Awaitable[object]]:
+        return lambda reads: prices.read_statistics(
+            request=_request(reads), start_date=start, end_date=end, symbol=symbol
         )
 
     data_path, stats_path = "/api/financial_data", "/api/statistics"
@@ -143,11 +145,23 @@ def read_cases(data: DataSet) -> list[ReadCase]:
     ]
 
 
-def route_statements(database_url: str, case: ReadCase) -> list[str]:
-    """The SQL the route sends for this case, captured from a direct call of the route."""
-    with capturing_engine(database_url) as (engine, sent):
-        case.call(ReadDatabase(engine))
-    return sent
+def _request(reads: ReadPool) -> Request:
+    """A request as the server hands it to a route: its state holds the server's read pool."""
+    return Request({"type": "http", "state": {"read_pool": reads}})
+
+
+def route_statements(database_url: str, case: ReadCase) -> list[Statement]:
+    """The SQL the route sends for this case and its values, from a direct call of the route."""
+
+    async def capture() -> list[Statement]:
+        reads = CapturingReadPool(database_url)
+        try:
+            await case.call(reads)
+        finally:
+            await reads.close()
+        return reads.sent
+
+    return asyncio.run(capture())
 
 
 def run_read(

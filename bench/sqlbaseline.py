@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+import asyncpg
 
+from api.deps import ReadPool
 from bench.loadgen import CONNECTIONS, Throughput
 from bench.pg import libpq_params
 
@@ -31,23 +31,47 @@ def find_pgbench() -> str:
     return found
 
 
-@contextmanager
-def capturing_engine(database_url: str) -> Iterator[tuple[Engine, list[str]]]:
-    """An engine that records every statement exactly as psycopg2 sent it."""
-    engine = create_engine(database_url, poolclass=NullPool)
-    sent: list[str] = []
-
-    def record(_conn: Any, cursor: Any, *_args: Any) -> None:
-        sent.append(cursor.query.decode())
-
-    event.listen(engine, "after_cursor_execute", record)
-    try:
-        yield engine, sent
-    finally:
-        engine.dispose()
+# A statement as the route sends it: SQL with `$n` parameters, and their values.
+Statement = tuple[str, tuple[object, ...]]
+_PARAMETER = re.compile(r"\$(\d+)\b")
 
 
-def run_sql_load(database_url: str, statements: Sequence[str], *, seconds: float) -> Throughput:
+class CapturingReadPool(ReadPool):
+    """The API's read pool, recording every statement and its values as the route sends them."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(lambda: database_url)
+        self.sent: list[Statement] = []
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """Record the statement, then run it as the API does."""
+        self.sent.append((query, args))
+        return await super().fetch(query, *args)
+
+
+def pgbench_script(statements: Sequence[Statement]) -> tuple[str, dict[str, str]]:
+    """A pgbench script of the statements, `$n` turned into variables, and their values.
+
+    Run with `-M prepared`, pgbench prepares each command once per connection and binds the
+    variables as parameters, as asyncpg does with its statement cache: the server plans and
+    runs the same statements (custom plans first, then a generic one if it is as cheap).
+    """
+    commands: list[str] = []
+    variables: dict[str, str] = {}
+    for index, (sql, values) in enumerate(statements):
+        for number, value in enumerate(values, start=1):
+            variables[f"s{index}_{number}"] = (
+                value.isoformat() if isinstance(value, dt.date) else str(value)
+            )
+        # pgbench ends a command at `;` and substitutes `:name`; `$n` becomes `:s<index>_<n>`.
+        command = _PARAMETER.sub(rf":s{index}_\1", sql)
+        commands.append(f"{command.strip().rstrip(';')};\n")
+    return "".join(commands), variables
+
+
+def run_sql_load(
+    database_url: str, statements: Sequence[Statement], *, seconds: float
+) -> Throughput:
     """`seconds` of pgbench running `statements` (one transaction each round) on 16 clients."""
     params = libpq_params(database_url)
     env = {
@@ -60,15 +84,14 @@ def run_sql_load(database_url: str, statements: Sequence[str], *, seconds: float
     }
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "script.sql"
-        # pgbench ends a command at `;` and substitutes `:name`; the captured SQL has neither.
-        script.write_text(
-            "".join(f"{statement.strip().rstrip(';')};\n" for statement in statements)
-        )
+        text, variables = pgbench_script(statements)
+        script.write_text(text)
         command = [
             find_pgbench(),
             "-n",
             "-M",
-            "simple",
+            "prepared",
+            *(f"--define={name}={value}" for name, value in variables.items()),
             "-c",
             str(CONNECTIONS),
             "-j",

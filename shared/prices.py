@@ -1,14 +1,19 @@
-"""Stored daily prices: idempotent bulk upsert, paginated reads and SQL-side statistics."""
+"""Stored daily prices: idempotent bulk upsert, paginated reads and SQL-side statistics.
+
+Writes run on a SQLAlchemy session (in the caller's transaction); reads are asyncpg statements
+with positional (`$1`) parameters, run by whoever passes a `Fetch` (the API's read pool).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import Connection, text
+from asyncpg import Record
+from sqlalchemy import text
 from sqlmodel import Session
 
 # One statement per payload: the rows travel as arrays and are unnested server-side, so a
@@ -99,6 +104,15 @@ def _array_literal(values: Iterable[dt.date | Decimal | int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+class Fetch(Protocol):
+    """Runs one statement with positional (`$1`) arguments and returns its rows.
+
+    asyncpg's `Connection.fetch`, or the API's pool that retries a read on a dead connection.
+    """
+
+    def __call__(self, query: str, *args: object) -> Awaitable[Sequence[Record]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PriceFilter:
     """Optional filters of a price listing."""
@@ -107,23 +121,22 @@ class PriceFilter:
     start_date: dt.date | None = None
     end_date: dt.date | None = None
 
-    def conditions(self) -> list[str]:
-        """SQL conditions on financial_data for the filters that are set."""
-        clauses = []
-        if self.symbol is not None:
-            clauses.append("symbol = :symbol")
-        if self.start_date is not None:
-            clauses.append("date >= :start_date")
-        if self.end_date is not None:
-            clauses.append("date <= :end_date")
-        return clauses
+    def where(self) -> tuple[list[str], list[object]]:
+        """SQL conditions on financial_data for the filters that are set, and their `$n` values."""
+        conditions: list[str] = []
+        values: list[object] = []
+        for condition, value in (
+            ("symbol = ${}", self.symbol),
+            ("date >= ${}", self.start_date),
+            ("date <= ${}", self.end_date),
+        ):
+            if value is not None:
+                values.append(value)
+                conditions.append(condition.format(len(values)))
+        return conditions, values
 
-    def params(self) -> dict[str, object]:
-        """The bind parameters of conditions()."""
-        return {"symbol": self.symbol, "start_date": self.start_date, "end_date": self.end_date}
 
-
-PriceRow = tuple[str, dt.date, Decimal, Decimal, int]
+PriceRow = tuple[str, dt.date, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +156,13 @@ def _where(conditions: Sequence[str]) -> str:
 # from the heap; a page past the end reads nothing (the offset is checked against the count).
 _PAGE_SQL = """
 WITH matching AS ({count_sql})
-SELECT m.n, p.symbol, p.date, p.open_price, p.close_price, p.volume
+SELECT m.n, p.symbol, p.date, p.open_price::text, p.close_price::text, p.volume
 FROM matching AS m
 LEFT JOIN LATERAL (
     SELECT f.symbol, f.date, f.open_price, f.close_price, f.volume
     FROM (
         SELECT symbol, date FROM financial_data {page_where}
-        ORDER BY date, symbol LIMIT :limit OFFSET :offset
+        ORDER BY date, symbol LIMIT {limit} OFFSET {offset}
     ) AS k
     JOIN financial_data AS f ON f.symbol = k.symbol AND f.date = k.date
 ) AS p ON true
@@ -164,27 +177,25 @@ def _count_sql(filters: PriceFilter, conditions: Sequence[str]) -> str:
             return "SELECT coalesce(sum(rows), 0)::bigint AS n FROM financial_data_counts"
         return (
             "SELECT coalesce((SELECT rows FROM financial_data_counts"
-            " WHERE symbol = :symbol), 0) AS n"
+            f" WHERE {conditions[0]}), 0) AS n"
         )
     return f"SELECT count(*) AS n FROM financial_data {_where(conditions)}"
 
 
-def price_page(
-    connection: Connection, filters: PriceFilter, *, limit: int, offset: int
-) -> PricePage:
+async def price_page(fetch: Fetch, filters: PriceFilter, *, limit: int, offset: int) -> PricePage:
     """The days matching the filters, by date then symbol: their count and one page of them."""
-    conditions = filters.conditions()
+    conditions, values = filters.where()
+    limit_at, offset_at = len(values) + 1, len(values) + 2
     sql = _PAGE_SQL.format(
         count_sql=_count_sql(filters, conditions),
-        page_where=_where([*conditions, ":offset < m.n"]),
+        page_where=_where([*conditions, f"${offset_at} < m.n"]),
+        limit=f"${limit_at}",
+        offset=f"${offset_at}",
     )
-    result = connection.execute(
-        text(sql), {**filters.params(), "limit": limit, "offset": offset}
-    ).all()
-    rows: list[PriceRow] = [
-        (row[1], row[2], row[3], row[4], row[5]) for row in result if row[1] is not None
-    ]
-    return PricePage(count=int(result[0][0]), rows=rows)
+    result = await fetch(sql, *values, limit, offset)
+    # An empty page is the count alone, on a row of NULLs (the LEFT JOIN).
+    rows: list[PriceRow] = [] if result[0][1] is None else [row[1:] for row in result]
+    return PricePage(count=result[0][0], rows=rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,22 +208,21 @@ class PriceStatistics:
     average_volume: int
 
 
-_STATISTICS_SQL = text(
+# PostgreSQL's round(numeric) rounds half away from zero: half-up for these positive values.
+_STATISTICS_SQL = (
     "SELECT count(*), round(avg(open_price), 2), round(avg(close_price), 2),"
     " round(avg(volume)) FROM financial_data"
-    " WHERE symbol = :symbol AND date BETWEEN :start_date AND :end_date"
+    " WHERE symbol = $1 AND date BETWEEN $2 AND $3"
 )
 
 
-def price_statistics(
-    connection: Connection, symbol: str, start_date: dt.date, end_date: dt.date
+async def price_statistics(
+    fetch: Fetch, symbol: str, start_date: dt.date, end_date: dt.date
 ) -> PriceStatistics | None:
     """Averages of `symbol` between the dates (inclusive), or None when no day is stored."""
-    # PostgreSQL's round(numeric) rounds half away from zero: half-up for these positive values.
-    row = connection.execute(
-        _STATISTICS_SQL, {"symbol": symbol, "start_date": start_date, "end_date": end_date}
-    ).one()
-    days, average_open, average_close, average_volume = row
+    days, average_open, average_close, average_volume = (
+        await fetch(_STATISTICS_SQL, symbol, start_date, end_date)
+    )[0]
     if days == 0:
         return None
     return PriceStatistics(
@@ -223,9 +233,12 @@ def price_statistics(
     )
 
 
-def format_price(value: Decimal) -> str:
-    """The decimal with at least two decimals and no trailing zeros beyond them."""
-    # String work on the fixed-point form: several times faster than normalize() + quantize(),
-    # and every listed price goes through here.
-    whole, _, fraction = format(value, "f").partition(".")
-    return f"{whole}.{fraction.rstrip('0'):0<2}"
+def format_price(value: str) -> str:
+    """A numeric's text with at least two decimals and no trailing zeros beyond them."""
+    # String work on PostgreSQL's fixed-point text (never an exponent): decoding a Decimal and
+    # normalizing it cost several times more, and every listed price goes through here.
+    if "." not in value:
+        return value + ".00"
+    trimmed = value.rstrip("0")
+    decimals = len(trimmed) - trimmed.index(".") - 1
+    return trimmed if decimals >= 2 else trimmed + "0" * (2 - decimals)

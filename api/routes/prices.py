@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import IsoDate, Limit, Page, ReadDatabaseDep, Symbol
+from api.deps import IsoDate, Limit, Page, Symbol, read_pool
 from api.errors import BadRequest, NotFound
 from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
 from shared.prices import PriceFilter, format_price, price_page, price_statistics
@@ -49,8 +49,8 @@ def _check_range(start_date: object, end_date: object) -> None:
 
 
 @router.get("/financial_data", response_model=ListEnvelope[PriceItem], responses=_ERRORS)
-def read_financial_data(
-    db: ReadDatabaseDep,
+async def read_financial_data(
+    request: Request,
     start_date: Annotated[IsoDate | None, Query(description="First day, inclusive")] = None,
     end_date: Annotated[IsoDate | None, Query(description="Last day, inclusive")] = None,
     symbol: Annotated[Symbol | None, Query(description="Ticker, case-insensitive")] = None,
@@ -60,8 +60,8 @@ def read_financial_data(
     """Stored daily prices by date then symbol, one page at a time."""
     _check_range(start_date, end_date)
     filters = PriceFilter(symbol=symbol, start_date=start_date, end_date=end_date)
-    offset = (page - 1) * limit
-    found = db.run(lambda connection: price_page(connection, filters, limit=limit, offset=offset))
+    reads = read_pool(request)
+    found = await price_page(reads.fetch, filters, limit=limit, offset=(page - 1) * limit)
     data = [
         {
             "symbol": row_symbol,
@@ -80,15 +80,15 @@ def read_financial_data(
     response_model=Envelope[Statistics],
     responses={**_ERRORS, 404: {"model": ErrorEnvelope, "description": "No stored day in range"}},
 )
-def read_statistics(
-    db: ReadDatabaseDep,
+async def read_statistics(
+    request: Request,
     start_date: Annotated[IsoDate, Query(description="First day, inclusive")],
     end_date: Annotated[IsoDate, Query(description="Last day, inclusive")],
     symbol: Annotated[Symbol, Query(description="Ticker, case-insensitive")],
 ) -> JSONResponse:
     """Average open, close and volume of one symbol over a date range."""
     _check_range(start_date, end_date)
-    stats = db.run(lambda connection: price_statistics(connection, symbol, start_date, end_date))
+    stats = await price_statistics(read_pool(request).fetch, symbol, start_date, end_date)
     if stats is None:
         raise NotFound(f"No stored prices for {symbol} between {start_date} and {end_date}.")
     return ok(

@@ -1,7 +1,8 @@
 """Readiness and data endpoints while PostgreSQL or Redis is down, and after they come back.
 
 The API runs as its own uvicorn process pointed at a PostgreSQL and a Redis that these tests
-stop and start (the suite's shared servers must stay up for everyone else).
+stop and start (the suite's shared servers must stay up for everyone else). The read routes
+use their own asyncpg pool, so their outages and restarts are tested here too.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from api.errors import DATABASE_UNAVAILABLE
 from stockpile.localstack import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from stockpile.migrations import upgrade_head
 from tests.support import wait_until
@@ -28,6 +33,9 @@ pytestmark = pytest.mark.e2e
 # The bound the contract's "503 when a dependency is down" must meet: no request hangs.
 OUTAGE_ANSWER_SECONDS = 10.0
 RECOVERY_TIMEOUT = 30.0
+STATISTICS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-12-31"
+# More concurrent reads than the benchmark's 16 clients: every pooled read connection is used.
+READERS = 24
 
 
 @dataclass
@@ -37,6 +45,7 @@ class Stack:
     api: httpx.Client
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
+    database_url: str
 
 
 def free_port() -> int:
@@ -68,7 +77,12 @@ def stack() -> Iterator[Stack]:
                     base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False
                 ) as api:
                     wait_until(lambda: _answers(api, api_process, log), timeout=120, what="the API")
-                    yield Stack(api=api, postgres=postgres, redis=redis_server)
+                    yield Stack(
+                        api=api,
+                        postgres=postgres,
+                        redis=redis_server,
+                        database_url=database_url,
+                    )
             finally:
                 api_process.terminate()
                 api_process.wait(timeout=30)
@@ -126,10 +140,14 @@ def test_postgres_outage_answers_503_and_recovers(stack: Stack) -> None:
 
         prices, prices_elapsed = timed_get(stack.api, "/api/financial_data")
         assert prices.status_code == 503
-        body = prices.json()
-        assert body["data"] == []
-        assert body["info"]["error"]
+        assert prices.headers["Retry-After"] == "5"
+        assert prices.json() == {"data": [], "info": {"error": DATABASE_UNAVAILABLE}}
         assert prices_elapsed < OUTAGE_ANSWER_SECONDS
+
+        statistics, statistics_elapsed = timed_get(stack.api, STATISTICS)
+        assert statistics.status_code == 503
+        assert statistics.json() == {"data": None, "info": {"error": DATABASE_UNAVAILABLE}}
+        assert statistics_elapsed < OUTAGE_ANSWER_SECONDS
     finally:
         stack.postgres.start()
     wait_until(lambda: ready(stack.api), timeout=RECOVERY_TIMEOUT, what="ready again")
@@ -149,3 +167,49 @@ def test_readyz_names_both_when_both_are_down(stack: Stack) -> None:
         stack.postgres.start()
         stack.redis.start()
     wait_until(lambda: ready(stack.api), timeout=RECOVERY_TIMEOUT, what="ready again")
+
+
+def _read_statuses(api: httpx.Client, pool: ThreadPoolExecutor, count: int) -> list[int]:
+    paths = ["/api/financial_data", STATISTICS] * (count // 2)
+    return [response.status_code for response in pool.map(api.get, paths)]
+
+
+def test_pooled_read_connections_survive_a_postgres_restart(stack: Stack) -> None:
+    with ThreadPoolExecutor(READERS) as pool:
+        # Statistics of an empty table are a 404: the read itself worked.
+        assert set(_read_statuses(stack.api, pool, READERS)) == {200, 404}
+        stack.postgres.stop()
+        stack.postgres.start()  # returns once PostgreSQL accepts connections again
+        # Every pooled connection died with the old server; no reader may see that.
+        assert set(_read_statuses(stack.api, pool, READERS)) == {200, 404}
+
+
+def test_read_whose_connection_is_killed_mid_query_is_run_again(stack: Stack) -> None:
+    engine = create_engine(stack.database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as locker, ThreadPoolExecutor(1) as pool:
+            # The read waits for this lock, so its connection can be killed while it runs.
+            locker.execute(text("LOCK TABLE financial_data IN ACCESS EXCLUSIVE MODE"))
+            pending = pool.submit(stack.api.get, "/api/financial_data")
+            # Autocommit: pg_stat_activity is read once per transaction.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
+                waiting = wait_until(
+                    lambda: admin.execute(_WAITING_READS).scalars().all(),
+                    timeout=10,
+                    what="the read waiting for the lock",
+                )
+                killed = admin.execute(_TERMINATE, {"pids": waiting}).scalars().all()
+            assert killed == [True]
+            locker.rollback()
+            response = pending.result(timeout=30)
+    finally:
+        engine.dispose()
+    assert response.status_code == 200
+    assert response.json()["info"] == {"error": ""}
+
+
+_WAITING_READS = text(
+    "SELECT pid FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+_TERMINATE = text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid")
