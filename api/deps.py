@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Annotated, Any
@@ -34,13 +34,15 @@ from shared.upstream import make_limiter, make_redis
 logger = logging.getLogger(__name__)
 
 
-def get_session() -> Iterator[Session]:
-    """A session per request; read routes never commit, write routes commit explicitly."""
-    with Session(get_engine(), expire_on_commit=False) as session:
-        yield session
+def database_session() -> Session:
+    """A session for one request: `with database_session() as session:` inside a sync route.
 
+    Not a dependency: FastAPI enters and leaves a sync generator dependency in worker threads
+    of its own, two thread hand-overs per request on top of the route's. Read-only use never
+    commits; write routes commit explicitly.
+    """
+    return Session(get_engine(), expire_on_commit=False)
 
-SessionDep = Annotated[Session, Depends(get_session)]
 
 # Read routes run on the event loop, so this pool, not AnyIO's 40 worker threads, bounds how
 # many reads run at once; a reader beyond it waits for a connection (CONNECT_TIMEOUT_SECONDS
@@ -209,10 +211,11 @@ def get_limiter() -> RedisRateLimiter:
 _bearer = HTTPBearer(auto_error=False, description="The API_TOKEN configured on the server")
 
 
-def require_token(
+async def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Refuse the request unless it carries the configured bearer token."""
+    """Refuse the request unless it carries the configured bearer token (async: no I/O, so it
+    runs on the event loop instead of a worker thread)."""
     expected = get_settings().api_token
     if expected is None or credentials is None:
         raise Unauthorized()

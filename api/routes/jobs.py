@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Limit, Page, SessionDep, Symbol, TokenDep
+from api.deps import Limit, Page, Symbol, TokenDep, database_session
 from api.errors import NotFound
 from api.responses import (
     Envelope,
@@ -104,9 +104,10 @@ _WRITE_ERRORS: Responses = {
         **_WRITE_ERRORS,
     },
 )
-def create_refresh_job(request: JobRequest, session: SessionDep) -> JSONResponse:
+def create_refresh_job(request: JobRequest) -> JSONResponse:
     """Ask for a symbol to be refreshed; an in-flight job for it is returned instead."""
-    result = submit_job(session, request.symbol, outputsize=request.outputsize, source="api")
+    with database_session() as session:
+        result = submit_job(session, request.symbol, outputsize=request.outputsize, source="api")
     job = result.job
     return ok(
         job_json(job),
@@ -120,9 +121,10 @@ def create_refresh_job(request: JobRequest, session: SessionDep) -> JSONResponse
     response_model=Envelope[JobPublic],
     responses={404: {"model": ErrorEnvelope, "description": "No such job"}, **_READ_ERRORS},
 )
-def read_job(job_id: uuid.UUID, session: SessionDep) -> JSONResponse:
+def read_job(job_id: uuid.UUID) -> JSONResponse:
     """One job, as it is now."""
-    job = get_job(session, job_id)
+    with database_session() as session:
+        job = get_job(session, job_id)
     if job is None:
         raise NotFound(f"No job with id {job_id}.")
     return ok(job_json(job))
@@ -130,14 +132,14 @@ def read_job(job_id: uuid.UUID, session: SessionDep) -> JSONResponse:
 
 @router.get("", response_model=ListEnvelope[JobPublic], responses=_READ_ERRORS)
 def read_jobs(
-    session: SessionDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     symbol: Annotated[Symbol | None, Query(description="Only jobs for this symbol")] = None,
     limit: Limit = 5,
     page: Page = 1,
 ) -> JSONResponse:
     """Jobs, newest first."""
-    jobs, count = list_jobs(
-        session, status=status, symbol=symbol, limit=limit, offset=(page - 1) * limit
-    )
+    with database_session() as session:
+        jobs, count = list_jobs(
+            session, status=status, symbol=symbol, limit=limit, offset=(page - 1) * limit
+        )
     return ok_list([job_json(job) for job in jobs], count=count, page=page, limit=limit)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import Limit, Page, SessionDep, Symbol, TokenDep
+from api.deps import Limit, Page, Symbol, TokenDep, database_session
 from api.errors import NotFound
 from api.responses import (
     Envelope,
@@ -93,9 +93,10 @@ def _not_tracked(symbol: str) -> NotFound:
 
 
 @router.get("", response_model=ListEnvelope[SymbolCoverage], responses=_READ_ERRORS)
-def read_symbols(session: SessionDep, limit: Limit = 100, page: Page = 1) -> JSONResponse:
+def read_symbols(limit: Limit = 100, page: Page = 1) -> JSONResponse:
     """Tracked symbols in alphabetical order, with their stored range and refresh state."""
-    tracked, count = list_tracked(session, limit=limit, offset=(page - 1) * limit)
+    with database_session() as session:
+        tracked, count = list_tracked(session, limit=limit, offset=(page - 1) * limit)
     return ok_list([coverage_json(c) for c in tracked], count=count, page=page, limit=limit)
 
 
@@ -104,9 +105,10 @@ def read_symbols(session: SessionDep, limit: Limit = 100, page: Page = 1) -> JSO
     response_model=Envelope[SymbolCoverage],
     responses={**_READ_ERRORS, **_NOT_TRACKED},
 )
-def read_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+def read_symbol(symbol: PathSymbol) -> JSONResponse:
     """One tracked symbol."""
-    coverage = get_tracked(session, symbol)
+    with database_session() as session:
+        coverage = get_tracked(session, symbol)
     if coverage is None:
         raise _not_tracked(symbol)
     return ok(coverage_json(coverage))
@@ -125,16 +127,17 @@ def read_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
         **_WRITE_ERRORS,
     },
 )
-def track_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+def track_symbol(symbol: PathSymbol) -> JSONResponse:
     """Track a symbol; when its stored prices lag, a refresh job starts right away."""
-    result = start_tracking(session, symbol, now=utcnow())
-    job = None
-    if result.needs_refresh:
-        # Commits the tracking change together with the job, so beat never sees one alone.
-        job = submit_job(session, symbol, outputsize=None, source="api").job
-    else:
-        session.commit()
-    coverage = get_tracked(session, symbol)
+    with database_session() as session:
+        result = start_tracking(session, symbol, now=utcnow())
+        job = None
+        if result.needs_refresh:
+            # Commits the tracking change together with the job, so beat never sees one alone.
+            job = submit_job(session, symbol, outputsize=None, source="api").job
+        else:
+            session.commit()
+        coverage = get_tracked(session, symbol)
     if coverage is None:  # untracked by a concurrent DELETE in between
         raise _not_tracked(symbol)
     return ok(
@@ -150,10 +153,11 @@ def track_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
     dependencies=[TokenDep],
     responses={**_WRITE_ERRORS, **_NOT_TRACKED},
 )
-def untrack_symbol(symbol: PathSymbol, session: SessionDep) -> JSONResponse:
+def untrack_symbol(symbol: PathSymbol) -> JSONResponse:
     """Stop tracking a symbol; its stored prices stay. Answers with what it was."""
-    coverage = get_tracked(session, symbol)
-    if coverage is None or not untrack(session, symbol):
-        raise _not_tracked(symbol)
-    session.commit()
+    with database_session() as session:
+        coverage = get_tracked(session, symbol)
+        if coverage is None or not untrack(session, symbol):
+            raise _not_tracked(symbol)
+        session.commit()
     return ok(coverage_json(coverage))
