@@ -60,7 +60,7 @@ class ReadResult:
     api_cpu_ms: float
     constant_cpu_ms: float
     api_profile: dict[str, float]
-    sync_constant: Throughput
+    validated_constant: Throughput
 
     @property
     def database_bound(self) -> bool:
@@ -223,7 +223,7 @@ def _read_case(
     targets = {
         "api": url + case.target,
         "constant": f"{url}/_bench/constant/{size}",
-        "sync constant": f"{url}/_bench/sync_constant/{size}?{urlencode(case.params)}",
+        "validated constant": f"{url}/_bench/validated_constant/{size}?{urlencode(case.params)}",
     }
     runs: dict[str, list[Throughput]] = {name: [] for name in ["sql", *targets]}
     cpu = dict.fromkeys(targets, 0.0)
@@ -260,7 +260,7 @@ def _read_case(
             part: statistics.fmean(shares.get(part, 0.0) for shares in profiles)
             for part in (profiles[0] if profiles else {})
         },
-        sync_constant=combined["sync constant"],
+        validated_constant=combined["validated constant"],
     )
 
 

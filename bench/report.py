@@ -63,7 +63,7 @@ def _read_table(results: list[ReadResult], data: DataSet | None) -> list[str]:
         ]
     lines += [
         "| case | API req/s | p50 / p99 ms | API CPU ms/req | SQL tx/s | p50 / p99 ms"
-        " | constant req/s | constant CPU ms/req | sync constant req/s | bound by | ratio"
+        " | constant req/s | constant CPU ms/req | validated constant req/s | bound by | ratio"
         " | target | met |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|---|",
     ]
@@ -77,7 +77,7 @@ def _read_table(results: list[ReadResult], data: DataSet | None) -> list[str]:
             f"| {result.case.name} | {result.api.rate:,.0f}{errors} | {_latency(result.api)}"
             f" | {result.api_cpu_ms:.2f} | {result.sql.rate:,.0f} | {_latency(result.sql)}"
             f" | {result.constant.rate:,.0f} | {result.constant_cpu_ms:.2f}"
-            f" | {result.sync_constant.rate:,.0f} | {bound}"
+            f" | {result.validated_constant.rate:,.0f} | {bound}"
             f" | {result.ratio:.2f} | {target} | {_met(result.met)} |"
         )
     return [*lines, ""]
