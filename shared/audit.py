@@ -6,7 +6,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    String,
+    bindparam,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlmodel import Session
 
 from shared.jobs import held_by
@@ -18,6 +28,30 @@ PENDING = "pending"
 
 _API_CALLS = ApiCall.metadata.tables["api_calls"]
 _JOBS = Job.metadata.tables["jobs"]
+
+
+# Statements every job runs are built once: building one cost as much CPU as executing it.
+_ATTEMPT = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), held_by(bindparam("holder")))
+    .values(attempts=_JOBS.c.attempts + 1)
+    .returning(_JOBS.c.id, _JOBS.c.symbol)
+    .cte("attempt")
+)
+_START_CALL = (
+    insert(_API_CALLS)
+    .from_select(
+        ["called_at", "symbol", "outputsize", "job_id", "outcome"],
+        select(
+            bindparam("called_at", type_=DateTime(timezone=True)),
+            _ATTEMPT.c.symbol,
+            bindparam("call_outputsize", type_=String),
+            _ATTEMPT.c.id,
+            literal(PENDING),
+        ),
+    )
+    .returning(_API_CALLS.c.id)
+)
 
 
 def start_call(
@@ -34,37 +68,29 @@ def start_call(
     written) when `worker` no longer holds the job. Counted before the call is made, so a
     call whose worker dies still counts against the attempts and the budget.
     """
-    attempt = (
-        update(_JOBS)
-        .where(_JOBS.c.id == job_id, held_by(worker))
-        .values(attempts=_JOBS.c.attempts + 1)
-        .returning(_JOBS.c.id, _JOBS.c.symbol)
-        .cte("attempt")
-    )
-    statement = (
-        insert(_API_CALLS)
-        .from_select(
-            ["called_at", "symbol", "outputsize", "job_id", "outcome"],
-            select(
-                literal(datetime.fromtimestamp(called_at, UTC)),
-                attempt.c.symbol,
-                literal(outputsize),
-                attempt.c.id,
-                literal(PENDING),
-            ),
-        )
-        .returning(_API_CALLS.c.id)
-    )
-    call_id = connection.execute(statement).scalar_one_or_none()
+    call_id = connection.execute(
+        _START_CALL,
+        {
+            "job_id": job_id,
+            "holder": worker,
+            "called_at": datetime.fromtimestamp(called_at, UTC),
+            "call_outputsize": outputsize,
+        },
+    ).scalar_one_or_none()
     return None if call_id is None else int(call_id)
+
+
+_FINISH_CALL = (
+    update(_API_CALLS)
+    .where(_API_CALLS.c.id == bindparam("call_id"))
+    .values(outcome=bindparam("call_outcome"), duration_ms=bindparam("duration"))
+)
 
 
 def finish_call(session: Session, call_id: int, *, outcome: str, duration_ms: int) -> None:
     """Record how a call ended; the caller commits (a row left `pending` still counts)."""
     session.connection().execute(
-        update(_API_CALLS)
-        .where(_API_CALLS.c.id == call_id)
-        .values(outcome=outcome, duration_ms=duration_ms)
+        _FINISH_CALL, {"call_id": call_id, "call_outcome": outcome, "duration": duration_ms}
     )
 
 

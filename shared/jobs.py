@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import Connection, Interval, Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col
 
@@ -134,6 +134,27 @@ _DUE_OR_ABANDONED = text(
 )
 
 
+# Statements every job runs (claim, succeed) are built once: building one cost as much CPU as
+# executing it.
+_CLAIM = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _DUE_OR_ABANDONED)
+    .values(
+        status=JobStatus.RUNNING,
+        worker=bindparam("claimant"),
+        started_at=func.now(),
+        lease_expires_at=func.now() + bindparam("lease", type_=Interval),
+    )
+    .returning(
+        *_JOBS.c,
+        select(func.max(_PRICES.c.date))
+        .where(_PRICES.c.symbol == _JOBS.c.symbol)
+        .scalar_subquery()
+        .label("stored_through"),
+    )
+)
+
+
 def claim_job(
     connection: Connection, job_id: uuid.UUID, *, worker: str, lease: timedelta
 ) -> Claim | None:
@@ -142,21 +163,9 @@ def claim_job(
     One statement, so it needs no transaction of its own: the claim and the symbol's newest
     stored day (which decides whether and how much to fetch) come back together.
     """
-    stored_through = (
-        select(func.max(_PRICES.c.date)).where(_PRICES.c.symbol == _JOBS.c.symbol).scalar_subquery()
-    )
-    statement = (
-        update(_JOBS)
-        .where(_JOBS.c.id == job_id, _DUE_OR_ABANDONED)
-        .values(
-            status=JobStatus.RUNNING,
-            worker=worker,
-            started_at=func.now(),
-            lease_expires_at=func.now() + lease,
-        )
-        .returning(*_JOBS.c, stored_through.label("stored_through"))
-    )
-    row = connection.execute(statement).one_or_none()
+    row = connection.execute(
+        _CLAIM, {"job_id": job_id, "claimant": worker, "lease": lease}
+    ).one_or_none()
     if row is None:
         return None
     values = dict(row._mapping)
@@ -164,8 +173,8 @@ def claim_job(
     return Claim(job=Job(**values), stored_through=latest)
 
 
-def held_by(worker: str) -> Any:
-    """The condition that `worker` still holds the job (for transitions and the audit)."""
+def held_by(worker: Any) -> Any:
+    """The condition that `worker` (a name or a bind parameter) still holds the job."""
     return (_JOBS.c.status == JobStatus.RUNNING) & (_JOBS.c.worker == worker)
 
 
@@ -195,23 +204,41 @@ def requeue_job(
     return _transition(session.connection(), job_id, held_by(worker), **values)
 
 
-def succeed_job(
-    session: Session, job_id: uuid.UUID, *, worker: str, rows_written: int, detail: str | None
-) -> Job | None:
-    """Mark the job done; None when this worker no longer holds it (then roll back)."""
-    return _transition(
-        session.connection(),
-        job_id,
-        held_by(worker),
+_SUCCEED = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), held_by(bindparam("holder")))
+    .values(
         status=JobStatus.SUCCEEDED,
         finished_at=func.now(),
-        rows_written=rows_written,
-        detail=detail,
+        rows_written=bindparam("written"),
+        detail=bindparam("outcome_detail"),
         not_before=None,
         lease_expires_at=None,
         error_code=None,
         error_message=None,
     )
+    .returning(*_JOBS.c)
+)
+
+
+def succeed_job(
+    session: Session, job_id: uuid.UUID, *, worker: str, rows_written: int, detail: str | None
+) -> Job | None:
+    """Mark the job done; None when this worker no longer holds it (then roll back)."""
+    row = (
+        session.connection()
+        .execute(
+            _SUCCEED,
+            {
+                "job_id": job_id,
+                "holder": worker,
+                "written": rows_written,
+                "outcome_detail": detail,
+            },
+        )
+        .one_or_none()
+    )
+    return None if row is None else _job(row)
 
 
 def fail_job(
