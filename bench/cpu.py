@@ -26,6 +26,7 @@ ROLES = (
     "Redis",
     "sandbox",
     "benchmark client",
+    "profiler (py-spy, with --profile)",
     "rest of the machine",
 )
 
@@ -53,6 +54,8 @@ def _redis_server(redis_url: str) -> psutil.Process:
 def _role(process: psutil.Process) -> str:
     if process.pid == os.getpid():
         return "benchmark client"
+    if process.name() == "py-spy":
+        return "profiler (py-spy, with --profile)"
     command = " ".join(process.cmdline())
     if "celery" in command and " worker" in command:
         return "worker"
