@@ -62,7 +62,9 @@ def asyncpg_dsn(database_url: str) -> str:
         host=None if "host" in url.query else url.host,
         port=None if "port" in url.query else url.port,
         database=url.database,
-        query=url.query,
+        # asyncpg would send a parameter it does not know to the server as a setting, and
+        # PostgreSQL refuses `connect_timeout`; the pool applies its own connect timeout.
+        query={key: value for key, value in url.query.items() if key != "connect_timeout"},
     ).render_as_string(hide_password=False)
 
 

@@ -39,6 +39,16 @@ def test_asyncpg_dsn_lets_the_query_name_host_and_port() -> None:
     )
 
 
+def test_asyncpg_dsn_drops_libpq_connect_timeout(database_url: str) -> None:
+    url = f"{database_url}{'&' if '?' in database_url else '?'}connect_timeout=7"
+    assert "connect_timeout" not in asyncpg_dsn(url)
+
+    async def use(reads: ReadPool) -> int:
+        return int((await reads.fetch("SELECT 1"))[0][0])
+
+    assert with_pool(url, use) == 1  # PostgreSQL would refuse it as a server setting
+
+
 def test_reads_carry_the_statement_timeout(database_url: str) -> None:
     async def use(reads: ReadPool) -> str:
         return str((await reads.fetch("SHOW statement_timeout"))[0][0])
