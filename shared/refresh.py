@@ -4,10 +4,10 @@ claim → already current? → take a token → count the attempt → call Alpha
 → upsert the prices and mark the job done in one transaction. Waits longer than a second go back
 to PostgreSQL (`not_before`), never into a sleeping worker or a broker countdown.
 
-A job that calls AlphaVantage once takes three transactions: claim it and read the latest stored
-day; count the attempt and audit the call's start (around taking the token); then audit the
-call's end together with the outcome (upsert + succeed, requeue or fail). Every commit is a round
-trip and a WAL flush, and this is the whole per-job cost besides the call itself.
+A job that calls AlphaVantage once commits three times: the claim, which also reads the newest
+stored day; the attempt with the call's audit row, right after the token is granted; and the
+call's end together with the outcome (upsert + succeed, requeue or fail). Each commit is a round
+trip and, on a durable server, a WAL flush.
 """
 
 from __future__ import annotations
