@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -15,8 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from stockpile.localstack._process import (
@@ -30,6 +27,7 @@ from stockpile.localstack._process import (
     unprivileged_user,
     wait_ready,
 )
+from stockpile.localstack._server import OwnedServer
 from stockpile.localstack.errors import LocalStackError, ServerStartError
 
 if TYPE_CHECKING:
@@ -60,23 +58,20 @@ def postgres_binaries() -> tuple[int, Path]:
     return major, Path(POSTGRES_VERSIONS[major])
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(OwnedServer):
     """A PostgreSQL server owned by this process, reachable only through a private Unix socket."""
 
     def __init__(
         self, data_dir: Path, *, persistent: bool, remove_on_close: bool, timeout: float = 30.0
     ) -> None:
-        self.data_dir = data_dir.resolve()
+        super().__init__(data_dir, remove_on_close=remove_on_close)
         self.pgdata = self.data_dir / "pgdata"
         self.log_path = self.data_dir / "postgres.log"
         self.socket_dir = _socket_dir(self.pgdata)
         self.persistent = persistent
         self.timeout = timeout
-        self._remove_on_close = remove_on_close
         self._run_as = unprivileged_user()
         self._major, self._bin = postgres_binaries()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._owner_pid = os.getpid()
 
     @property
     def url(self) -> str:
@@ -94,16 +89,6 @@ class EmbeddedPostgres:
             f"postgresql+psycopg2://{SUPERUSER}@localhost/{quote(database, safe='')}"
             f"?host={quote(str(self.socket_dir), safe='/')}&port={SOCKET_PORT}"
         )
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the postmaster while it runs."""
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process started by this handle is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
         """Start the server (running initdb on first use) and wait until it accepts connections."""
@@ -159,24 +144,18 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server with a fast shutdown; the data stays for the next start()."""
-        proc = self._proc
-        if proc is None or os.getpid() != self._owner_pid:  # a forked child owns nothing
+        proc = self._owned_process()
+        if proc is None:
             return
         began = time.monotonic()
         stop_process(proc, _STOP_STEPS)
         self._proc = None
         logger.info("PostgreSQL stopped in %.2f s", time.monotonic() - began)
 
-    def close(self) -> None:
-        """Stop the server and, for a throwaway one, delete its files."""
-        if os.getpid() != self._owner_pid:
-            return
-        self.stop()
-        atexit.unregister(self.close)
-        if self._remove_on_close:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-            if self.socket_dir != self.pgdata:
-                shutil.rmtree(self.socket_dir, ignore_errors=True)
+    def _remove_files(self) -> None:
+        super()._remove_files()
+        if self.socket_dir != self.pgdata:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def create_database(self, name: str, *, exist_ok: bool = False) -> str:
         """Create an empty database and return its URL."""
@@ -281,17 +260,6 @@ class EmbeddedPostgres:
             and lines[7].strip() == "ready"
         )
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def start_postgres(
     data_dir: Path | None = None, *, persistent: bool = False, timeout: float = 30.0
@@ -310,13 +278,7 @@ def start_postgres(
         server = EmbeddedPostgres(
             data_dir, persistent=persistent, remove_on_close=False, timeout=timeout
         )
-    atexit.register(server.close)
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+    return server.started()
 
 
 def _socket_dir(pgdata: Path) -> Path:

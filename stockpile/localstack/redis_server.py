@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 from redis.backoff import NoBackoff
@@ -28,6 +24,7 @@ from stockpile.localstack._process import (
     stop_process,
     wait_ready,
 )
+from stockpile.localstack._server import OwnedServer
 from stockpile.localstack.errors import LocalStackError, ServerStartError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +46,7 @@ def redis_executable() -> Path:
     return Path(str(__redis_executable__))
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(OwnedServer):
     """A Redis server owned by this process, listening on 127.0.0.1 only."""
 
     def __init__(
@@ -61,16 +58,13 @@ class EmbeddedRedis:
         remove_on_close: bool,
         timeout: float = 10.0,
     ) -> None:
-        self.data_dir = data_dir.resolve()
+        super().__init__(data_dir, remove_on_close=remove_on_close)
         self.log_path = self.data_dir / "redis.log"
         self.pid_path = self.data_dir / "redis.pid"
         self.persistent = persistent
         self.timeout = timeout
         self._port = port
-        self._remove_on_close = remove_on_close
         self._executable = redis_executable()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._owner_pid = os.getpid()
 
     @property
     def port(self) -> int:
@@ -87,16 +81,6 @@ class EmbeddedRedis:
     def url_for(self, db: int) -> str:
         """URL of logical database `db`."""
         return f"redis://{HOST}:{self.port}/{db}"
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of redis-server while it runs."""
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process started by this handle is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, *, wipe: bool = False) -> None:
         """Start the server on its port and wait until it answers; `wipe` deletes the data first."""
@@ -134,8 +118,8 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """Stop the server after saving its data (SHUTDOWN SAVE), so start() finds it again."""
-        proc = self._proc
-        if proc is None or os.getpid() != self._owner_pid:  # a forked child owns nothing
+        proc = self._owned_process()
+        if proc is None:
             return
         began = time.monotonic()
         if proc.poll() is None:
@@ -149,15 +133,6 @@ class EmbeddedRedis:
         stop_process(proc, [(None, self.timeout), (signal.SIGTERM, 5.0)])
         self._proc = None
         logger.info("Redis stopped in %.2f s", time.monotonic() - began)
-
-    def close(self) -> None:
-        """Stop the server and, for a throwaway one, delete its files."""
-        if os.getpid() != self._owner_pid:
-            return
-        self.stop()
-        atexit.unregister(self.close)
-        if self._remove_on_close:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _launch(self, port: int) -> None:
         command = [
@@ -232,17 +207,6 @@ class EmbeddedRedis:
             (self.data_dir / name).unlink(missing_ok=True)
         shutil.rmtree(self.data_dir / _AOF_DIRECTORY, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def start_redis(
     data_dir: Path | None = None,
@@ -270,13 +234,7 @@ def start_redis(
         server = EmbeddedRedis(
             data_dir, port=port, persistent=persistent, remove_on_close=False, timeout=timeout
         )
-    atexit.register(server.close)
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+    return server.started()
 
 
 def _client(port: int, *, timeout: float) -> redis.Redis[bytes]:

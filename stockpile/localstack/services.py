@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -14,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.redaction import REDACTED, redact
+from stockpile.localstack._server import ClosedOnExit
 from stockpile.localstack.errors import LocalStackError, ServiceUnreachableError
 from stockpile.localstack.postgres_server import EmbeddedPostgres, start_postgres
 from stockpile.localstack.redis_server import EmbeddedRedis, start_redis
@@ -22,7 +21,7 @@ DEFAULT_DATABASE = "stockpile"
 
 
 @dataclass
-class Services:
+class Services(ClosedOnExit):
     """The URLs to use, and the embedded servers started for them (None for configured ones)."""
 
     database_url: str
@@ -38,17 +37,6 @@ class Services:
         finally:
             if self.postgres is not None:
                 self.postgres.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def resolve_services(

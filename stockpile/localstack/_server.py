@@ -1,0 +1,88 @@
+"""What the embedded servers have in common: a child process this process owns, and its files."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+class ClosedOnExit:
+    """Something `with` closes."""
+
+    def close(self) -> None:
+        """Release what this holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class OwnedServer(ClosedOnExit):
+    """A server process started by this process, stopped by `close()` (or `with`, or atexit).
+
+    A forked child (a Celery pool process, say) inherits the handle but owns nothing: there
+    `stop()` and `close()` do nothing, so it cannot stop its parent's server.
+    """
+
+    def __init__(self, data_dir: Path, *, remove_on_close: bool) -> None:
+        self.data_dir = data_dir.resolve()
+        self._remove_on_close = remove_on_close
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the server while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process started by this handle is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def _owned_process(self) -> subprocess.Popen[bytes] | None:
+        """The running server's process when this process owns it, else None."""
+        return self._proc if os.getpid() == self._owner_pid else None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server, keeping its files for the next start."""
+        raise NotImplementedError
+
+    def started(self) -> Self:
+        """This server, started, and closed at exit (or at once when it fails to start)."""
+        atexit.register(self.close)
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _remove_files(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the server and, for a throwaway one, delete its files."""
+        if os.getpid() != self._owner_pid:
+            return
+        self.stop()
+        atexit.unregister(self.close)
+        if self._remove_on_close:
+            self._remove_files()
