@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import Process, celery_worker_command, free_port
+from stockpile.localstack import free_port
+from tests.processes import Process, celery_worker_command
 
 __all__ = ["Process", "running_api", "running_worker"]
 

@@ -7,7 +7,6 @@ otherwise throwaway embedded servers are started for the session and stopped aft
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from sqlmodel import Session
 
 from shared.db import dispose_engine, get_engine
 from shared.settings import get_settings
+from stockpile.localstack import free_port
 from stockpile.migrations import upgrade_head
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
@@ -40,13 +40,6 @@ class Servers:
 
     database_url: str
     redis_url: str
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,13 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
 # No start-up sync with the other workers (mingle) and no subscription to their events (gossip).
 _QUIET_WORKER = ("--without-mingle", "--without-gossip")
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def celery_worker_command(*, app: str, name: str, concurrency: int, log_level: str) -> list[str]:

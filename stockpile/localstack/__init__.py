@@ -62,6 +62,7 @@ No process left behind
     (`/tmp/stockpile-pg-*`, `/tmp/stockpile-redis-*`) is left behind.
 """
 
+from stockpile.localstack._process import free_port
 from stockpile.localstack.errors import LocalStackError, ServerStartError, ServiceUnreachableError
 from stockpile.localstack.postgres_server import EmbeddedPostgres, start_postgres
 from stockpile.localstack.redis_server import EmbeddedRedis, start_redis
@@ -73,6 +74,7 @@ from stockpile.localstack.services import (
 )
 
 __all__ = [
+    "free_port",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "LocalStackError",

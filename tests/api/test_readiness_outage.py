@@ -8,7 +8,6 @@ use their own asyncpg pool, so their outages and restarts are tested here too.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from api.errors import DATABASE_UNAVAILABLE
-from stockpile.localstack import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from stockpile.localstack import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    free_port,
+    start_postgres,
+    start_redis,
+)
 from stockpile.migrations import upgrade_head
 from tests.support import wait_until
 
@@ -46,13 +51,6 @@ class Stack:
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
     database_url: str
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

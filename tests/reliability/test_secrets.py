@@ -25,13 +25,13 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from shared.queue import QUEUE
+from stockpile.localstack import free_port
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import CELERY, Process, celery_beat, celery_worker
 from tests.reliability.harness import (
     FINISHED,
     clear_tracked_symbols,
     enter_together,
-    free_port,
     job_rows,
 )
 from tests.support import API_TOKEN, FAKE_API_KEY, wait_until
