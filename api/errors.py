@@ -134,3 +134,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, "Internal server error.", is_list=_is_list_request(request))
+
+
+def document_400_not_422(app: FastAPI) -> None:
+    """Drop the 422 responses FastAPI adds to the OpenAPI schema: bad input answers 400 here
+    (see `install_error_handlers`), and a client generated from the schema should expect that."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()  # FastAPI caches it in app.openapi_schema; edited in place
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

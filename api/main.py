@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.deps import get_limiter, lifespan
-from api.errors import install_error_handlers
+from api.errors import document_400_not_422, install_error_handlers
 from api.metrics import MetricsMiddleware, build_registry
 from api.routes import health, jobs, prices, symbols
 from shared.logs import configure_logging
@@ -23,6 +23,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_400_not_422(app)
     registry, http_metrics = build_registry(get_limiter)
     app.state.registry = registry
     app.add_middleware(BodyLimitMiddleware)  # inside metrics, so its 413s are counted

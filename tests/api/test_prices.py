@@ -280,3 +280,14 @@ def test_openapi_documents_the_real_parameters(api: httpx.Client) -> None:
     }
     assert {"200", "400", "404", "503"} <= set(stats["responses"])
     assert api.get("/docs").status_code == 200
+
+
+def test_openapi_documents_400_for_bad_input_and_never_422(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json").json()
+    operations = [op for path in spec["paths"].values() for op in path.values()]
+    assert all("422" not in op["responses"] for op in operations)
+    with_parameters = [op for op in operations if op.get("parameters") or op.get("requestBody")]
+    assert with_parameters
+    assert all("400" in op["responses"] for op in with_parameters)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert api.get("/api/financial_data", params={"limit": 0}).status_code == 400
