@@ -24,10 +24,6 @@ _LAST_USED = "stockpile_last_used"
 _engine: Engine | None = None
 
 
-class DatabaseUnavailable(Exception):
-    """PostgreSQL cannot be reached or stopped answering."""
-
-
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine with short timeouts that pings only connections that sat idle, for the URL."""
     engine = create_engine(
