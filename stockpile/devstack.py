@@ -270,6 +270,7 @@ def _run_locked(
     flower_login = _flower_login(settings, data_dir)
     sandbox_url = f"http://{HOST}:{options.sandbox_port}/query" if sandbox else None
     shown_dir = options.data_dir
+    announcer.say(f"the dashboard will be at http://{HOST}:{options.api_port}/ once ready")
     if sandbox:
         announcer.say(*_sandbox_warning(sandbox_url), loud=True)
     if not settings.database_url:
@@ -468,7 +469,7 @@ def _banner(
 ) -> list[str]:
     api = f"http://{HOST}:{options.api_port}"
     lines = [
-        "Stockpile is ready.",
+        f"Stockpile is ready: open {api}/ in a browser (the dashboard).",
         f"  API            {api}   (docs: {api}/docs)",
         f"  API token      {_credential(api_token, 'API_TOKEN')}",
         f"  Flower         http://{HOST}:{options.flower_port}",

@@ -225,8 +225,12 @@ def test_dev_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
         login = run.wait_for(r"Flower login\s+(\S+):(\S+)", 5)
         user, password = login[1], login[2]
         assert "SANDBOX" in run.output()
+        # The page's address comes first, and again first when the stack is ready.
+        assert f"dashboard will be at {api_url}/" in run.output().splitlines()[0]
+        assert f"Stockpile is ready: open {api_url}/ in a browser" in run.output()
         with httpx.Client(base_url=api_url, timeout=10, trust_env=False) as api:
             assert api.get("/readyz").status_code == 200
+            assert api.get("/").headers["content-type"].startswith("text/html")
             headers = {"Authorization": f"Bearer {token}"}
             created = api.post("/jobs", json={"symbol": "IBM"}, headers=headers)
             # 200: beat's refresh of the tracked IBM came first; the same job is answered.
