@@ -181,7 +181,9 @@
       const c = this.colors();
       this.chart = LC.createChart($("chart"), {
         autoSize: true,
-        layout: { background: { color: c.background }, textColor: c.text },
+        // The logo injects a <style> element, which the page's CSP refuses; the page credits
+        // TradingView with a link under the chart instead, as the library's licence asks.
+        layout: { background: { color: c.background }, textColor: c.text, attributionLogo: false },
         grid: { vertLines: { color: c.grid }, horzLines: { color: c.grid } },
         crosshair: { mode: LC.CrosshairMode.Normal },
         timeScale: { borderVisible: false },

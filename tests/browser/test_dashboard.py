@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import pytest
+from playwright.sync_api import Response
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -34,8 +35,9 @@ def store(session: Session, symbol: str, days: int, start: dt.date = dt.date(200
     session.commit()
 
 
-def open_dashboard(watched: Watched) -> None:
-    watched.page.goto(watched.origin + "/")
+def open_dashboard(watched: Watched) -> Response:
+    response = watched.page.goto(watched.origin + "/")
+    assert response is not None
     # The first poll of every panel has answered.
     watched.page.wait_for_function(
         "() => !document.getElementById('jobs-status').textContent.startsWith('Loading')"
@@ -43,6 +45,7 @@ def open_dashboard(watched: Watched) -> None:
         " && document.querySelectorAll('#budget-windows li').length > 0",
         timeout=SLOW,
     )
+    return response
 
 
 def choose_symbol(watched: Watched, symbol: str) -> None:
@@ -82,13 +85,10 @@ def test_page_loads_clean_with_every_panel_and_only_its_own_origin(
     watched: Watched, api: httpx.Client, session: Session
 ) -> None:
     store(session, "MSFT", 300)
-    response = watched.page.goto(watched.origin + "/")
-    assert response is not None
-    headers = response.headers
+    headers = open_dashboard(watched).headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
-    open_dashboard(watched)
     choose_symbol(watched, "MSFT")
     page = watched.page
     assert page.get_attribute("#chart", "data-state") == "drawn"
