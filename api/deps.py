@@ -16,7 +16,6 @@ import redis
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
-from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session
 
 from api.errors import (
@@ -25,7 +24,8 @@ from api.errors import (
     Unauthorized,
     is_database_unavailable,
 )
-from shared.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS, get_engine
+from shared.dates import parse_iso_date
+from shared.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS, asyncpg_dsn, get_engine
 from shared.ratelimit import RedisRateLimiter
 from shared.settings import get_settings
 from shared.symbols import normalize_symbol
@@ -48,24 +48,6 @@ def database_session() -> Session:
 # many reads run at once; a reader beyond it waits for a connection (CONNECT_TIMEOUT_SECONDS
 # at most, then 503).
 READ_POOL_SIZE = 20
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """The contract's SQLAlchemy URL (`postgresql+psycopg2://...`) as asyncpg takes it."""
-    url = make_url(database_url)
-    # libpq lets `?host=` and `?port=` override the URL's own (the embedded server's socket
-    # folder travels that way); asyncpg prefers the URL's, so those give way.
-    return URL.create(
-        "postgresql",
-        username=url.username,
-        password=url.password,
-        host=None if "host" in url.query else url.host,
-        port=None if "port" in url.query else url.port,
-        database=url.database,
-        # asyncpg would send a parameter it does not know to the server as a setting, and
-        # PostgreSQL refuses `connect_timeout`; the pool applies its own connect timeout.
-        query={key: value for key, value in url.query.items() if key != "connect_timeout"},
-    ).render_as_string(hide_password=False)
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -180,13 +162,88 @@ class ReadPool:
         )
 
 
+# Bulk exports run at most this many at once, each on a connection of its own: one stream
+# can last minutes, so it neither holds a read connection nor keeps their statement timeout.
+EXPORTS_AT_ONCE = 4
+# An export goes as fast as its client reads; this only bounds one that stopped reading.
+EXPORT_STATEMENT_TIMEOUT_MS = 3_600_000
+# How often the server looks for a vanished client while a statement runs (PostgreSQL 14+):
+# an export whose HTTP client went away is also ended from the server side.
+CLIENT_CHECK_INTERVAL_MS = 1_000
+
+
+class ExportConnections:
+    """Connections for bulk exports: opened per export, ended with it, never reused.
+
+    Leaving `connection()` normally closes the connection; leaving it by an error or a
+    cancellation (the client disconnected mid-stream) terminates it at once, which stops the
+    server's COPY and frees its backend.
+    """
+
+    def __init__(self, database_url: Callable[[], str]) -> None:
+        self._database_url = database_url
+        self._slots = asyncio.Semaphore(EXPORTS_AT_ONCE)
+        self._open: set[asyncpg.Connection] = set()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for one export; ServiceUnavailable (503) when none can be had."""
+        try:
+            # Every slot busy: wait as long as a connect may take, no longer.
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise ServiceUnavailable("Too many exports are running; try again shortly.") from exc
+        try:
+            connection = await self._connect()
+            self._open.add(connection)
+            try:
+                yield connection
+            except BaseException:
+                connection.terminate()
+                raise
+            finally:
+                self._open.discard(connection)
+            await connection.close(timeout=CONNECT_TIMEOUT_SECONDS)
+        finally:
+            self._slots.release()
+
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(
+                asyncpg_dsn(self._database_url()),
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings={
+                    "statement_timeout": str(EXPORT_STATEMENT_TIMEOUT_MS),
+                    "client_connection_check_interval": str(CLIENT_CHECK_INTERVAL_MS),
+                },
+            )
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            logger.warning("database unavailable: %s", type(exc).__name__)
+            raise ServiceUnavailable(DATABASE_UNAVAILABLE) from exc
+
+    def close(self) -> None:
+        """End the exports still streaming (the server is stopping)."""
+        for connection in self._open:
+            connection.terminate()
+
+
+def _database_url() -> str:
+    return get_settings().require_database_url()
+
+
 @asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, ReadPool]]:
-    """A read pool per server: bound to the event loop that serves it, closed when it stops."""
-    reads = ReadPool(lambda: get_settings().require_database_url())
+async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, ReadPool | ExportConnections]]:
+    """A read pool and export connections per server: bound to the event loop that serves
+    them, closed when it stops."""
+    reads = ReadPool(_database_url)
+    exports = ExportConnections(_database_url)
     try:
-        yield {"read_pool": reads}
+        yield {"read_pool": reads, "exports": exports}
     finally:
+        exports.close()
         await reads.close()
 
 
@@ -196,6 +253,12 @@ def read_pool(request: Request) -> ReadPool:
     # round of parameter solving per request, about 7 % of a read's CPU.
     reads: ReadPool = request.state.read_pool
     return reads
+
+
+def export_connections(request: Request) -> ExportConnections:
+    """The export connections of the server handling this request (made by `lifespan`)."""
+    exports: ExportConnections = request.state.exports
+    return exports
 
 
 @lru_cache
@@ -232,14 +295,7 @@ TokenDep = Depends(require_token)
 
 
 def _parse_iso_date(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            if len(value) != 10:
-                raise ValueError
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"'{value}' is not a real date in YYYY-MM-DD form") from None
-    return value
+    return parse_iso_date(value) if isinstance(value, str) else value
 
 
 IsoDate = Annotated[

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
@@ -106,3 +107,21 @@ def session_scope() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The contract's SQLAlchemy URL (`postgresql+psycopg2://...`) as asyncpg takes it."""
+    url = make_url(database_url)
+    # libpq lets `?host=` and `?port=` override the URL's own (the embedded server's socket
+    # folder travels that way); asyncpg prefers the URL's, so those give way.
+    return URL.create(
+        "postgresql",
+        username=url.username,
+        password=url.password,
+        host=None if "host" in url.query else url.host,
+        port=None if "port" in url.query else url.port,
+        database=url.database,
+        # asyncpg would send a parameter it does not know to the server as a setting, and
+        # PostgreSQL refuses `connect_timeout`; the pool applies its own connect timeout.
+        query={key: value for key, value in url.query.items() if key != "connect_timeout"},
+    ).render_as_string(hide_password=False)

@@ -1,18 +1,20 @@
-"""Stored daily prices: idempotent bulk upsert, paginated reads and SQL-side statistics.
+"""Stored daily prices: idempotent bulk upsert, paginated reads, the CSV export and statistics.
 
 Writes run on a SQLAlchemy session (in the caller's transaction); reads are asyncpg statements
-with positional (`$1`) parameters, run by whoever passes a `Fetch` (the API's read pool).
+with positional (`$1`) parameters, run by whoever passes a `Fetch` (the API's read pool) or an
+asyncpg connection (the export). Prices are rendered as text in SQL, by `price_text`, so the
+listing, the export and `stockpile export` show them alike and COPY can stream them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from asyncpg import Record
+from asyncpg import Connection, Record
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -136,6 +138,14 @@ class PriceFilter:
         return conditions, values
 
 
+def price_text(column: str) -> str:
+    """SQL rendering a numeric column as the contract shows prices: at least two decimals and
+    no trailing zeros beyond them ("153.08", "170.10", "0.1234"), never an exponent."""
+    trimmed = f"trim_scale({column})"
+    # round() to a scale at least the value's own only pads it with zeros.
+    return f"round({trimmed}, greatest(scale({trimmed}), 2))::text"
+
+
 PriceRow = tuple[str, dt.date, str, str, int]
 
 
@@ -154,15 +164,16 @@ def _where(conditions: Sequence[str]) -> str:
 # One statement, so the count and the page come from one snapshot in one round trip. The page
 # walks its offset on (symbol, date) keys alone, an index-only scan, and reads only `limit` rows
 # from the heap; a page past the end reads nothing (the offset is checked against the count).
-_PAGE_SQL = """
-WITH matching AS ({count_sql})
-SELECT m.n, p.symbol, p.date, p.open_price::text, p.close_price::text, p.volume
+_PAGE_SQL = f"""
+WITH matching AS ({{count_sql}})
+SELECT m.n, p.symbol, p.date,
+       {price_text("p.open_price")}, {price_text("p.close_price")}, p.volume
 FROM matching AS m
 LEFT JOIN LATERAL (
     SELECT f.symbol, f.date, f.open_price, f.close_price, f.volume
     FROM (
-        SELECT symbol, date FROM financial_data {page_where}
-        ORDER BY date, symbol LIMIT {limit} OFFSET {offset}
+        SELECT symbol, date FROM financial_data {{page_where}}
+        ORDER BY date, symbol LIMIT {{limit}} OFFSET {{offset}}
     ) AS k
     JOIN financial_data AS f ON f.symbol = k.symbol AND f.date = k.date
 ) AS p ON true
@@ -233,15 +244,31 @@ async def price_statistics(
     )
 
 
-def format_price(value: str) -> str:
-    """A numeric's text with at least two decimals and no trailing zeros beyond them."""
-    # String work on PostgreSQL's fixed-point text (never an exponent): decoding a Decimal and
-    # normalizing it cost several times more, and every listed price goes through here.
-    if "." not in value:
-        return value + ".00"
-    trimmed = value.rstrip("0")
-    decimals = len(trimmed) - trimmed.index(".") - 1
-    return trimmed if decimals >= 2 else trimmed + "0" * (2 - decimals)
+# The listing's rows with every stored column; COPY's CSV header is these names.
+_EXPORT_SQL = f"""
+SELECT symbol, date,
+       {price_text("open_price")} AS open_price, {price_text("high_price")} AS high_price,
+       {price_text("low_price")} AS low_price, {price_text("close_price")} AS close_price,
+       volume
+FROM financial_data {{where}}
+ORDER BY date, symbol
+"""
+
+CsvSink = Callable[[bytes], Coroutine[Any, Any, None]]
+
+
+async def copy_prices_csv(connection: Connection, filters: PriceFilter, sink: CsvSink) -> None:
+    """The days matching the filters as CSV with a header line, in the listing's order,
+    handed to `sink` chunk by chunk as PostgreSQL's COPY produces them (memory stays flat)."""
+    conditions, values = filters.where()
+    # COPY takes no parameters: asyncpg has the server quote the values into the statement.
+    await connection.copy_from_query(
+        _EXPORT_SQL.format(where=_where(conditions)),
+        *values,
+        output=sink,
+        format="csv",
+        header=True,
+    )
 
 
 # One statement: the count and the page from one snapshot of the per-symbol counts (migration

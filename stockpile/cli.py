@@ -1,4 +1,4 @@
-"""The `stockpile` command: fetch, enqueue, run the sandbox, run the local stack, migrate."""
+"""The `stockpile` command: fetch, enqueue, export, the sandbox, the local stack, migrate."""
 
 from __future__ import annotations
 
@@ -198,6 +198,37 @@ def _watch(job_ids: Sequence[uuid.UUID], timeout: float) -> list[Job]:
             if all(job.status in FINISHED for job in jobs) or time.monotonic() > deadline:
                 return jobs
             time.sleep(0.5)
+
+
+@app.command()
+def export(
+    symbol: Annotated[
+        Optional[str],  # noqa: UP045 (typer needs Optional on Python 3.11)
+        typer.Argument(help="Ticker, case-insensitive; every symbol when left out"),
+    ] = None,
+    start_date: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--start-date", help="First day, YYYY-MM-DD, inclusive"),
+    ] = None,
+    end_date: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--end-date", help="Last day, YYYY-MM-DD, inclusive"),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Write the CSV to this file instead of stdout"),
+    ] = None,
+) -> None:
+    """The stored prices as CSV, exactly as GET /api/financial_data.csv answers them."""
+    from stockpile.export import ExportError, export_csv, price_filter
+
+    configure_logging(get_settings())
+    try:
+        filters = price_filter(symbol, start_date, end_date)
+        export_csv(get_settings().require_database_url(), filters, output)
+    except ExportError as exc:
+        err.print(f"[red]stockpile export:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

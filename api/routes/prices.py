@@ -8,16 +8,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import IsoDate, Limit, Page, Symbol, read_pool
+from api.deps import IsoDate, Limit, Page, Symbol, export_connections, read_pool
 from api.errors import BadRequest, NotFound
+from api.export import CsvExportResponse
 from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
-from shared.prices import (
-    PriceFilter,
-    format_price,
-    price_page,
-    price_statistics,
-    stored_symbols,
-)
+from shared.prices import PriceFilter, price_page, price_statistics, stored_symbols
 
 router = APIRouter(prefix="/api", tags=["prices"])
 
@@ -56,6 +51,10 @@ _ERRORS: Responses = {
 }
 
 
+# The envelope's schema, in the components of the document since the other routes use it.
+_ERROR_SCHEMA = f"#/components/schemas/{ErrorEnvelope.__name__}"
+
+
 def _check_range(start_date: object, end_date: object) -> None:
     if start_date is not None and end_date is not None and start_date > end_date:  # type: ignore[operator]
         raise BadRequest("Invalid 'start_date': it is after 'end_date'.")
@@ -79,13 +78,46 @@ async def read_financial_data(
         {
             "symbol": row_symbol,
             "date": day.isoformat(),
-            "open_price": format_price(open_price),
-            "close_price": format_price(close_price),
+            "open_price": open_price,
+            "close_price": close_price,
             "volume": str(volume),
         }
         for row_symbol, day, open_price, close_price, volume in found.rows
     ]
     return ok_list(data, count=found.count, page=page, limit=limit)
+
+
+@router.get(
+    "/financial_data.csv",
+    status_code=200,
+    response_class=CsvExportResponse,
+    responses={
+        200: {
+            "description": "Header `symbol,date,open_price,high_price,low_price,close_price,"
+            "volume`, then one line a stored day, by date then symbol",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        # Errors are JSON even here: given as a model, FastAPI would list them as text/csv.
+        **{
+            status: {
+                "description": response["description"],
+                "content": {"application/json": {"schema": {"$ref": _ERROR_SCHEMA}}},
+            }
+            for status, response in _ERRORS.items()
+        },
+    },
+)
+async def export_financial_data(
+    request: Request,
+    start_date: Annotated[IsoDate | None, Query(description="First day, inclusive")] = None,
+    end_date: Annotated[IsoDate | None, Query(description="Last day, inclusive")] = None,
+    symbol: Annotated[Symbol | None, Query(description="Ticker, case-insensitive")] = None,
+) -> CsvExportResponse:
+    """Every stored day matching the filters as CSV, streamed: the listing's rows and order
+    without pages, with the high and low prices too."""
+    _check_range(start_date, end_date)
+    filters = PriceFilter(symbol=symbol, start_date=start_date, end_date=end_date)
+    return CsvExportResponse(export_connections(request), filters, filename="financial_data.csv")
 
 
 @router.get(

@@ -9,9 +9,9 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
-from api.deps import READ_POOL_SIZE, ReadPool, asyncpg_dsn
+from api.deps import READ_POOL_SIZE, ReadPool
 from api.errors import ServiceUnavailable
-from shared.db import STATEMENT_TIMEOUT_MS
+from shared.db import STATEMENT_TIMEOUT_MS, asyncpg_dsn
 
 T = TypeVar("T")
 

@@ -48,6 +48,7 @@ def api_schema(api_url: str) -> schemathesis.BaseSchema:
 # Listed, not discovered, so each gets its own test id; the next test keeps the list complete.
 OPERATIONS = (
     "GET /api/financial_data",
+    "GET /api/financial_data.csv",
     "GET /api/statistics",
     "POST /jobs",
     "GET /jobs",

@@ -9,7 +9,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlmodel import Session
 
-from api.deps import asyncpg_dsn
+from shared.db import asyncpg_dsn
 from shared.prices import PriceFilter, PricePage, price_page, upsert_prices
 from tests.support import history
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlmodel import Session
 
-from shared.prices import format_price, upsert_prices
+from shared.prices import upsert_prices
 from tests.support import bar, history
 
 
@@ -115,17 +115,3 @@ def test_upsert_of_a_full_history_is_one_statement(session: Session) -> None:
 
 def test_upsert_of_nothing_writes_nothing(session: Session) -> None:
     assert upsert_prices(session, "IBM", []).written == 0
-
-
-def test_format_price_keeps_two_decimals_and_drops_extra_zeros() -> None:
-    cases = {
-        "153.08": "153.08",
-        "170.1000": "170.10",
-        "0.1234": "0.1234",
-        "100": "100.00",
-        "170.0000": "170.00",
-        "1E+2": "100.00",
-        "12.34500": "12.345",
-    }
-    # format_price takes a numeric's fixed-point text, as PostgreSQL prints it.
-    assert {raw: format_price(format(Decimal(raw), "f")) for raw in cases} == cases

@@ -6,14 +6,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
+from shared.prices import upsert_prices
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_worker
-from tests.support import FAKE_API_KEY
+from tests.support import FAKE_API_KEY, history
 
 STOCKPILE = [sys.executable, "-m", "stockpile.cli"]
 
@@ -100,3 +103,54 @@ def test_enqueue_without_wait_creates_jobs_for_the_workers(
     assert result.stdout.count("created") == 2
     queued = session.execute(text("SELECT count(*) FROM jobs WHERE status = 'queued'"))
     assert queued.scalar_one() == 2
+
+
+def test_export_writes_the_apis_csv_to_a_file_and_to_stdout(
+    session: Session, api: httpx.Client, tmp_path: Path
+) -> None:
+    upsert_prices(session, "IBM", history(300))
+    upsert_prices(session, "AAPL", history(200))
+    session.commit()
+    params = {"start_date": "2000-02-01", "end_date": "2000-06-30"}
+    served = api.get("/api/financial_data.csv", params=params).text
+    assert served.count("\n") > 100
+
+    target = tmp_path / "prices.csv"
+    result = stockpile(
+        "export", "--start-date", "2000-02-01", "--end-date", "2000-06-30", "-o", str(target)
+    )
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, target.read_text()) == ("", served)
+
+    one = stockpile("export", "ibm")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout == api.get("/api/financial_data.csv", params={"symbol": "IBM"}).text
+    assert one.stdout.count("\n") == 301
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["BAD$"], "invalid symbol 'BAD$'"),
+        (["--start-date", "2023-02-30"], "invalid --start-date: '2023-02-30' is not a real date"),
+        (["--end-date", "20230101"], "invalid --end-date: '20230101' is not a real date"),
+        (["--start-date", "2023-02-02", "--end-date", "2023-02-01"], "after --end-date"),
+    ],
+)
+def test_export_refuses_bad_arguments_in_one_line(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "prices.csv"
+    result = stockpile("export", *args, "-o", str(target))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not target.exists()
+
+
+def test_export_of_an_unknown_symbol_is_the_header_line() -> None:
+    result = stockpile("export", "NOPE")
+    assert (result.returncode, result.stdout) == (
+        0,
+        "symbol,date,open_price,high_price,low_price,close_price,volume\n",
+    )
