@@ -37,6 +37,13 @@
     return iso ? iso.replace("T", " ").replace("Z", " UTC") : "—";
   }
 
+  // A table cell for a UTC timestamp: short, the full value as its tooltip.
+  function timeCell(iso) {
+    const cell = el("td", "time", iso ? iso.slice(5, 16).replace("T", " ") : "—");
+    if (iso) cell.title = when(iso);
+    return cell;
+  }
+
   // ---- HTTP ----------------------------------------------------------------------------------
 
   class ApiError extends Error {
@@ -441,10 +448,10 @@
         "tr",
         null,
         el("td", "symbol", s.symbol),
-        el("td", null, s.first_date || "—"),
-        el("td", null, s.last_date || "—"),
+        el("td", "time", s.first_date || "—"),
+        el("td", "time", s.last_date || "—"),
         el("td", "num", s.rows.toLocaleString("en-US")),
-        el("td", null, when(s.last_refreshed_at)),
+        timeCell(s.last_refreshed_at),
         el("td", null, lag),
         el("td", null, failure),
         el("td", null, stop),
@@ -512,8 +519,8 @@
         el("td", "symbol", job.symbol),
         el("td", null, el("span", `badge badge-${job.status}`, job.status)),
         el("td", "num", job.attempts),
-        el("td", null, when(job.created_at)),
-        el("td", null, when(job.not_before)),
+        timeCell(job.created_at),
+        timeCell(job.not_before),
         el("td", "detail", job.detail || "—"),
         el("td", null, error),
         el("td", "num", job.rows_written === null ? "—" : job.rows_written),
