@@ -472,23 +472,38 @@
     refreshSymbols();
   }
 
-  function setupTrackForm() {
-    $("track-form").addEventListener("submit", async (event) => {
+  // A form with one symbol field whose submit does one write: `action(symbol)` answers the
+  // success message; failures show the API's words. `after` runs either way.
+  function symbolForm(name, pending, action, after) {
+    $(`${name}-form`).addEventListener("submit", async (event) => {
       event.preventDefault();
-      const symbol = $("track-symbol").value.trim();
-      const message = $("track-message");
-      setStatus(message, `Tracking ${symbol}…`, "loading");
+      const input = $(`${name}-symbol`);
+      const message = $(`${name}-message`);
+      const symbol = input.value.trim();
+      setStatus(message, pending(symbol), "loading");
       try {
-        const data = (await write("PUT", "/symbols/" + encodeURIComponent(symbol))).data;
-        const job = data.job ? " A refresh job started." : "";
-        setStatus(message, `${data.symbol} is tracked.${job}`, "ok");
-        $("track-symbol").value = "";
+        setStatus(message, await action(symbol, message), "ok");
+        input.value = "";
       } catch (error) {
         setStatus(message, describe(error), "error");
       }
-      refreshSymbols();
-      refreshJobs();
+      after();
     });
+  }
+
+  function setupTrackForm() {
+    symbolForm(
+      "track",
+      (symbol) => `Tracking ${symbol}…`,
+      async (symbol) => {
+        const data = (await write("PUT", "/symbols/" + encodeURIComponent(symbol))).data;
+        return `${data.symbol} is tracked.${data.job ? " A refresh job started." : ""}`;
+      },
+      () => {
+        refreshSymbols();
+        refreshJobs();
+      },
+    );
   }
 
   // ---- Jobs -------------------------------------------------------------------------------
@@ -539,21 +554,17 @@
   }
 
   function setupRefreshForm() {
-    $("refresh-form").addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const symbol = $("refresh-symbol").value.trim();
-      const message = $("refresh-message");
-      setStatus(message, `Asking for a refresh of ${symbol}…`, "loading");
-      try {
+    symbolForm(
+      "refresh",
+      (symbol) => `Asking for a refresh of ${symbol}…`,
+      async (symbol, message) => {
         const job = (await write("POST", "/jobs", { symbol })).data;
         jobStatusSeen.set(job.id, job.status);
-        setStatus(message, `Job for ${job.symbol} is ${job.status}.`, "ok");
         message.dataset.jobId = job.id;
-      } catch (error) {
-        setStatus(message, describe(error), "error");
-      }
-      refreshJobs();
-    });
+        return `Job for ${job.symbol} is ${job.status}.`;
+      },
+      refreshJobs,
+    );
   }
 
   // ---- Budget -----------------------------------------------------------------------------
