@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import time
 import uuid
@@ -42,6 +41,7 @@ from shared.market_calendar import last_completed_trading_day, previous_trading_
 from shared.models import utcnow
 from shared.prices import upsert_prices
 from stockpile.sandbox.data import generate_bars
+from tests.browser.support import INSTALL_HINT, chromium_path
 
 LONG_SYMBOL, LONG_BARS = "IBM", 6500
 SHORT_SYMBOL, SHORT_BARS = "AAPL", 100
@@ -51,9 +51,9 @@ DEADLINE_MS = 60_000
 
 def chromium() -> str:
     """The system's Chromium, or a clear error."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = chromium_path()
     if found is None:
-        raise SystemExit("Chromium not found: apt-get install -y chromium (Debian/Ubuntu)")
+        raise SystemExit(INSTALL_HINT)
     return found
 
 

@@ -13,8 +13,11 @@ from sqlmodel import Session
 
 from shared.prices import upsert_prices
 from stockpile.sandbox.server import SandboxHandle
-from tests.browser.conftest import Watched
+from tests.browser.support import INSTALL_HINT, Watched, chromium_path
 from tests.support import API_TOKEN, history
+
+if chromium_path() is None:  # one line in the summary, and no server started for nothing
+    pytest.skip(INSTALL_HINT, allow_module_level=True)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.usefixtures("worker", "beat")]
 
