@@ -520,10 +520,11 @@
       return;
     }
     const jobs = body.data;
+    // Set on every answer, so an earlier error goes away once the API answers again.
+    setStatus($("jobs-status"), jobs.length ? "" : "No jobs yet: refresh a symbol to start one.", "empty");
     const text = JSON.stringify(jobs);
     if (text === jobsText) return;
     jobsText = text;
-    setStatus($("jobs-status"), jobs.length ? "" : "No jobs yet: refresh a symbol to start one.", "empty");
     const tbody = $("jobs-table").tBodies[0];
     tbody.replaceChildren();
     for (const job of jobs) {

@@ -338,3 +338,38 @@ def test_api_docs_load_from_the_api_alone(watched: Watched, path: str, ready: st
     assert watched.foreign_requests() == []
     assert watched.failed_requests == []
     assert watched.console_errors == []
+
+
+def test_track_and_stop_tracking_from_the_page(watched: Watched, session: Session) -> None:
+    open_dashboard(watched)
+    page = watched.page
+    give_token(watched, API_TOKEN)
+    page.fill("#track-symbol", "msft")
+    page.click("#track-form button[type=submit]")
+    row = '#symbols-table tr[data-symbol="MSFT"]'
+    page.wait_for_selector(row, timeout=SLOW)
+    assert page.text_content("#track-message") == "MSFT is tracked. A refresh job started."
+    tracked = "SELECT count(*) FROM tracked_symbols WHERE symbol = 'MSFT'"
+    assert session.execute(text(tracked)).scalar_one() == 1
+    # Its backfill job shows among the jobs without a reload.
+    page.wait_for_selector('#jobs-table tr td.symbol:text-is("MSFT")', timeout=SLOW)
+
+    page.click(f"{row} button")
+    page.wait_for_selector(row, state="detached", timeout=SLOW)
+    assert page.text_content("#track-message") == "MSFT is no longer tracked (its prices stay)."
+    assert session.execute(text(tracked)).scalar_one() == 0
+
+
+def test_theme_switches_between_dark_and_light_and_is_remembered(watched: Watched) -> None:
+    open_dashboard(watched)
+    page = watched.page
+    first = page.get_attribute("html", "data-theme")
+    assert first in {"dark", "light"}
+    page.click("#theme-toggle")
+    other = page.get_attribute("html", "data-theme")
+    assert {first, other} == {"dark", "light"}
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.reload()
+    page.wait_for_selector("#budget-windows li")
+    assert page.get_attribute("html", "data-theme") == other
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
