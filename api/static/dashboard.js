@@ -193,7 +193,7 @@
         layout: { background: { color: c.background }, textColor: c.text, attributionLogo: false },
         grid: { vertLines: { color: c.grid }, horzLines: { color: c.grid } },
         crosshair: { mode: LC.CrosshairMode.Normal },
-        timeScale: { borderVisible: false },
+        timeScale: { borderVisible: false, lockVisibleTimeRangeOnResize: true },
         rightPriceScale: { borderVisible: false },
       });
       this.candles = this.chart.addSeries(LC.CandlestickSeries, {
