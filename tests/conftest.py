@@ -30,8 +30,6 @@ from stockpile.sandbox.server import SandboxHandle, running_sandbox
 from tests.support import API_TOKEN, FAKE_API_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-FIXTURES_DIR = SHARED_DIR / "fixtures" / "alphavantage"
 
 
 @dataclass(frozen=True)
