@@ -187,7 +187,7 @@ def test_an_empty_symbol_says_so(watched: Watched, session: Session) -> None:
 def test_refresh_form_creates_a_job_that_goes_live_to_succeeded(
     watched: Watched, api: httpx.Client, session: Session, sandbox: SandboxHandle
 ) -> None:
-    sandbox.configure(latency_seconds=4)
+    sandbox.configure(latency_seconds=6)
     # Beat then has nothing to refresh: the only AlphaVantage call is this test's.
     session.execute(text("DELETE FROM tracked_symbols"))
     session.commit()
