@@ -539,7 +539,7 @@
         timeCell(job.not_before),
         el("td", "detail", job.detail || "—"),
         el("td", null, error),
-        el("td", "num", job.rows_written === null ? "—" : job.rows_written),
+        el("td", "num", job.rows_written === null ? "—" : job.rows_written.toLocaleString("en-US")),
       );
       row.dataset.jobId = job.id;
       row.dataset.status = job.status;

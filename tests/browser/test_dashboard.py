@@ -218,7 +218,7 @@ def test_refresh_form_creates_a_job_that_goes_live_to_succeeded(
     page.wait_for_selector(f'{row}[data-status="succeeded"]', timeout=SLOW)
     assert page.evaluate("window.notReloaded") is True
     written = page.text_content(f"{row} td:last-child")
-    assert written == str(api.get(f"/jobs/{job_id}").json()["data"]["rows_written"])
+    assert written == f"{api.get(f'/jobs/{job_id}').json()['data']['rows_written']:,}"
 
     # The budget panel counts that call as the audit does.
     audited = session.execute(text("SELECT outcome, count(*) FROM api_calls GROUP BY 1")).all()
