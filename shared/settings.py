@@ -35,8 +35,12 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
 
     job_max_attempts: int = Field(default=5, ge=1)
-    # A running job whose worker has not finished within this time is considered abandoned.
+    # The longest one attempt of a job may hold it, heartbeat or not (the task's hard time limit
+    # is 75 % of it).
     job_lease_seconds: int = Field(default=300, ge=10)
+    # A running job whose process has not renewed its claim for this long is presumed dead and
+    # runs again; the process renews it every third of this (a heartbeat thread).
+    job_heartbeat_timeout_seconds: float = Field(default=15.0, ge=1.5)
     dispatch_interval_seconds: float = Field(default=10.0, gt=0)
     # A queued job sent this long ago but still not picked up is sent again (lost message).
     job_resend_after_seconds: int = Field(default=120, ge=1)
