@@ -18,8 +18,9 @@ import pytest
 
 from tests.processes import REPO_ROOT
 
+# The images' user; the files belong to the operator, never to it.
 CONTAINER_UID = 10001
-# A group the container user is not in by itself: the one the README's `group_add` adds.
+# A group the process is not in by itself: the one the README's `group_add` adds.
 SECRETS_GID = 10002
 TOKEN = "TOKEN-SECRETFILE-93d1"
 
@@ -49,12 +50,15 @@ def secret_file() -> Iterator[Path]:
 def _run(
     command: list[str], secret: Path, *, groups: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `command` as the container user would (uid 10001) with API_TOKEN_FILE=secret."""
+    """Run `command` with API_TOKEN_FILE=secret, neither the file's owner nor (unless `groups`
+    names its group) in its group: as root, without the capabilities that override file modes."""
     if os.geteuid() == 0:
-        drop = ["setpriv", f"--reuid={CONTAINER_UID}", f"--regid={CONTAINER_UID}"]
+        if secret.exists():
+            os.chown(secret, CONTAINER_UID, -1)
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
         drop += [f"--groups={groups}"] if groups else ["--clear-groups"]
         command = [*drop, "--", *command]
-    env = {**os.environ, "API_TOKEN_FILE": str(secret), "HOME": "/nonexistent"}
+    env = {**os.environ, "API_TOKEN_FILE": str(secret)}
     env.pop("API_TOKEN")
     return subprocess.run(
         command,
@@ -78,6 +82,8 @@ def test_an_unreadable_secret_file_stops_the_process_with_one_clear_line(
 ) -> None:
     if os.geteuid() != 0:
         secret_file.chmod(0)  # the owner cannot read it either
+    else:
+        os.chown(secret_file, -1, CONTAINER_UID)  # a group the process is not in
     finished = _run(command, secret_file)
     assert finished.returncode != 0
     output = (finished.stdout + finished.stderr).strip()
@@ -98,7 +104,7 @@ def test_a_missing_secret_file_is_named_in_one_line(secret_file: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 10001 needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing the file's group and ours needs root")
 def test_the_container_user_reads_a_group_readable_secret_through_an_added_group(
     secret_file: Path,
 ) -> None:
