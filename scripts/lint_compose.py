@@ -20,11 +20,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from stockpile.devstack import QUIET_WORKER_OPTIONS
+
 FIRST_ANSWER_SECONDS = 20.0
 # Docker's default health check interval and timeout, when the file sets none.
 DEFAULT_INTERVAL_SECONDS = 30.0
 DEFAULT_TIMEOUT_SECONDS = 30.0
-QUIET_WORKER_OPTIONS = ("--without-gossip", "--without-mingle")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 

@@ -6,6 +6,7 @@ lease (JOB_LEASE_SECONDS) is at its default of 300 s throughout: recovery must n
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import uuid
@@ -28,6 +29,7 @@ from tests.reliability.harness import (
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
+logger = logging.getLogger(__name__)
 
 CALL_SECONDS = 6.0
 # Recovery bound after a death (the requirement), on top of the rerun's own call.
@@ -105,6 +107,7 @@ def _assert_recovered_once(engine: Engine, job_ids: list[uuid.UUID], killed_at: 
             ),
             {"killed": killed_at, "ids": job_ids},
         ).one()
+    logger.info("recovery: reruns started %.1f s, done %.1f s after the kill", started, finished)
     assert float(started) <= RECOVERY_SECONDS, f"reruns started {started} s after the kill"
     assert float(finished) <= RECOVERY_SECONDS + CALL_SECONDS, f"done {finished} s after"
 
