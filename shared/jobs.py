@@ -317,6 +317,25 @@ def release_expired_leases(session: Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def seconds_until_lease_lapses(session: Session, *, window: timedelta) -> float | None:
+    """Seconds until the first lease that missed its renewals lapses; None: no such lease.
+
+    A live holder renews every third of `window`, so its lease always ends more than half a
+    window away; one ending sooner missed a renewal, and its holder is probably dead.
+    """
+    value = session.execute(
+        text(
+            """
+            SELECT extract(epoch FROM min(lease_expires_at) - now())
+            FROM jobs
+            WHERE status = 'running' AND lease_expires_at < now() + :window / 2
+            """
+        ),
+        {"window": window},
+    ).scalar_one()
+    return None if value is None else max(0.0, float(value))
+
+
 def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> list[uuid.UUID]:
     """Mark up to `budget` due queued jobs as dispatched, oldest first; commit, then send them."""
     if budget <= 0:

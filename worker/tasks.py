@@ -99,6 +99,7 @@ def dispatch_due_jobs_task() -> int:
         limiter=_process_upstream().limiter,
         send=send_job,
         resend_after=timedelta(seconds=settings.job_resend_after_seconds),
+        lease_window=timedelta(seconds=settings.job_heartbeat_timeout_seconds),
     )
     _dispatch_again_in(report.next_in)
     return len(report.sent)
