@@ -90,6 +90,13 @@ def _in_calls(engine: Engine, job_ids: list[uuid.UUID]) -> list[Running] | None:
     return [Running(row.id, int(row.worker.rsplit(":", 1)[1]), row.attempts) for row in rows]
 
 
+def _two_jobs_in_calls(engine: Engine, symbols: list[str]) -> tuple[list[uuid.UUID], list[Running]]:
+    """Create the jobs (PostgreSQL only: beat sends them) and wait until both are mid-call."""
+    job_ids = create_jobs(engine, symbols)
+    running = wait_until(lambda: _in_calls(engine, job_ids), timeout=60, what="both calls")
+    return job_ids, running
+
+
 def _database_now(engine: Engine) -> datetime:
     with engine.connect() as conn:
         now: datetime = conn.execute(text("SELECT now()")).scalar_one()
@@ -127,8 +134,7 @@ def test_sigkill_of_a_whole_worker_mid_calls_reruns_both_jobs_within_seconds(
 ) -> None:
     sandbox.configure(latency_seconds=CALL_SECONDS)
     with celery_worker(DEFAULTS, name="doomed") as doomed:
-        job_ids = create_jobs(engine, ["KILLA", "KILLB"])
-        running = wait_until(lambda: _in_calls(engine, job_ids), timeout=60, what="both calls")
+        job_ids, running = _two_jobs_in_calls(engine, ["KILLA", "KILLB"])
         assert {job.pid for job in running} <= {child.pid for child in doomed.children()}
         killed_at = _database_now(engine)
         doomed.kill()
@@ -143,8 +149,7 @@ def test_sigkill_of_the_pool_processes_mid_calls_reruns_both_jobs_within_seconds
 ) -> None:
     sandbox.configure(latency_seconds=CALL_SECONDS)
     with celery_worker(DEFAULTS, name="children-die") as worker:
-        job_ids = create_jobs(engine, ["OOMA", "OOMB"])
-        running = wait_until(lambda: _in_calls(engine, job_ids), timeout=60, what="both calls")
+        job_ids, running = _two_jobs_in_calls(engine, ["OOMA", "OOMB"])
         killed_at = _database_now(engine)
         for job in running:  # as the OOM killer would: the pool processes, not the worker
             os.kill(job.pid, signal.SIGKILL)
