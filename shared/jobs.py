@@ -338,13 +338,15 @@ def seconds_until_lease_lapses(session: Session, *, window: timedelta) -> float 
 
 def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> list[uuid.UUID]:
     """Mark up to `budget` due queued jobs as dispatched, oldest first; commit, then send them."""
+    # Lock and limit in a materialized CTE, run once: a LIMIT inside `WHERE id IN (...)` may be
+    # evaluated again by the plan (a rescan, or a re-check of a row updated meanwhile) and
+    # yield more than `budget` rows.
     if budget <= 0:
         return []
     rows = session.execute(
         text(
             """
-            UPDATE jobs SET dispatched_at = now()
-            WHERE id IN (
+            WITH due AS MATERIALIZED (
                 SELECT id FROM jobs
                 WHERE status = 'queued'
                   AND (not_before IS NULL OR not_before <= now())
@@ -353,7 +355,10 @@ def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> 
                 LIMIT :budget
                 FOR UPDATE SKIP LOCKED
             )
-            RETURNING id, created_at
+            UPDATE jobs SET dispatched_at = now()
+            FROM due
+            WHERE jobs.id = due.id
+            RETURNING jobs.id, jobs.created_at
             """
         ),
         {"budget": budget, "resend_after": resend_after},

