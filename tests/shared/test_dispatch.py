@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from shared.dispatch import (
@@ -79,7 +79,7 @@ def backlog(session: Session, count: int) -> list[uuid.UUID]:
 def redis_now(client: redis.Redis[bytes]) -> float:
     """Redis' clock, which decides the budget."""
     seconds, micros = client.time()
-    return seconds + micros / 1_000_000
+    return float(seconds) + float(micros) / 1_000_000
 
 
 def database_now(session: Session) -> float:
@@ -338,6 +338,7 @@ def test_take_due_jobs_never_returns_more_than_its_budget_under_concurrent_updat
     )
     session.commit()
     engine = session.get_bind()
+    assert isinstance(engine, Engine)
     stop = threading.Event()
 
     def churn() -> None:
