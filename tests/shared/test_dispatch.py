@@ -85,7 +85,10 @@ def redis_now(client: redis.Redis[bytes]) -> float:
 def database_now(session: Session) -> float:
     """PostgreSQL's clock (not the transaction's start), which decides when a job is due."""
     session.commit()
-    return float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+    now = float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+    # What the caller does next starts a new transaction, so its now() is after this instant.
+    session.commit()
+    return now
 
 
 def dispatched(session: Session) -> set[uuid.UUID]:
