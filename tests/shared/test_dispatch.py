@@ -85,7 +85,10 @@ def redis_now(client: redis.Redis[bytes]) -> float:
 def database_now(session: Session) -> float:
     """PostgreSQL's clock (not the transaction's start), which decides when a job is due."""
     session.commit()
-    return float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+    now = float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+    # What the caller does next starts a new transaction, so its now() is after this instant.
+    session.commit()
+    return now
 
 
 def dispatched(session: Session) -> set[uuid.UUID]:
@@ -96,7 +99,10 @@ def dispatched(session: Session) -> set[uuid.UUID]:
 
 def dispatch(limiter: RedisRateLimiter, send: Recorder) -> float | None:
     report = dispatch_due_jobs(
-        limiter=limiter, send=send, resend_after=timedelta(seconds=RESEND_AFTER)
+        limiter=limiter,
+        send=send,
+        resend_after=timedelta(seconds=RESEND_AFTER),
+        lease_window=timedelta(seconds=15),
     )
     assert report.sent == send.sent[len(send.sent) - len(report.sent) :]
     return report.next_in
@@ -236,6 +242,33 @@ def test_dispatch_follow_up_when_a_waiting_job_becomes_due(
     assert send.sent == []
     assert next_in is not None
     assert 3.0 - (after - before) <= next_in <= 3.0  # when it becomes due, by PostgreSQL's clock
+
+
+def test_dispatch_follow_up_when_a_lease_missed_its_renewals_and_not_before(
+    session: Session, make_limiter: MakeLimiter
+) -> None:
+    # Window 15 s: a live holder's lease ends 10-15 s away; one ending in 4 s missed renewals.
+    limiter = make_limiter("50/second")
+    live, dying = (create_job(session, symbol).job for symbol in ("LIVE", "DYING"))
+    for job, seconds in ((live, 14), (dying, 4)):
+        session.execute(
+            text(
+                "UPDATE jobs SET status = 'running', worker = 'w:1', started_at = now(),"
+                " lease_expires_at = now() + make_interval(secs => :s) WHERE id = :id"
+            ),
+            {"id": job.id, "s": seconds},
+        )
+    session.commit()
+    send = Recorder()
+
+    next_in = dispatch(limiter, send)
+
+    assert send.sent == []
+    assert next_in is not None
+    assert 3.5 < next_in <= 4.0
+    session.execute(text("UPDATE jobs SET status = 'succeeded' WHERE id = :id"), {"id": dying.id})
+    session.commit()
+    assert dispatch(limiter, send) is None  # the live lease alone calls for no follow-up
 
 
 def test_dispatch_concurrent_runs_share_one_budget(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.alphavantage import AlphaVantageClient
+from shared.heartbeat import LeaseTerms
 from shared.jobs import create_job, get_job
 from shared.market_calendar import last_completed_trading_day, trading_days
 from shared.models import Job, utcnow
@@ -67,7 +68,8 @@ def generous(sandbox: SandboxHandle, redis_client: redis.Redis[bytes]) -> Iterat
 
 
 def run(job: Job, upstream: Upstream, *, full_history: bool = False) -> RunResult:
-    policy = RunPolicy(max_attempts=3, lease=timedelta(seconds=60), full_history=full_history)
+    terms = LeaseTerms(window=timedelta(seconds=15), hard_bound=timedelta(seconds=60))
+    policy = RunPolicy(max_attempts=3, lease=terms, full_history=full_history)
     return run_job(job.id, upstream=upstream, policy=policy, worker="test")
 
 
