@@ -17,7 +17,9 @@ from tests.browser.support import INSTALL_HINT, Watched, chromium_path
 from tests.processes import Process, celery_beat, celery_worker
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs, its event loop is the thread's
+# running loop, and every later test in this process that calls asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium_path()
     if executable is None:

@@ -1,6 +1,5 @@
 """The sandbox's building blocks in-process: bar generation, body cache, limit parsing."""
 
-import time
 from datetime import date
 
 import pytest
@@ -24,19 +23,13 @@ def test_generate_bars_differs_per_symbol() -> None:
     assert generate_bars("IBM", 50).closes != generate_bars("IBMX", 50).closes
 
 
-def test_store_full_history_fast_and_cached() -> None:
+def test_store_full_history_is_built_once_then_cached() -> None:
+    # How fast a history is built is a benchmark's question (bench/), not a test's.
     store = SeriesStore()
-    store.body("WARM", END, full=False, csv=False)  # calendar built once per process
-    started = time.perf_counter()
     first = store.body("SPEED", END, full=True, csv=False)
-    first_seconds = time.perf_counter() - started
-    started = time.perf_counter()
     again = store.body("SPEED", END, full=True, csv=False)
-    cached_seconds = time.perf_counter() - started
     assert again is first
-    # About 30 ms on an idle 2-core box; the bound leaves room for a loaded CI machine.
-    assert first_seconds < 0.25
-    assert cached_seconds < 0.005
+    assert store.body("SPEED", END, full=False, csv=False) is not first
 
 
 def test_store_bodies_evicted_beyond_budget() -> None:

@@ -33,7 +33,7 @@ def beat(worker: Process) -> Iterator[Process]:
         yield process
 
 
-def finished_job(api: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+def finished_job(api: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
     def poll() -> dict[str, Any] | None:
         job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()["data"]
         return job if job["status"] in FINISHED else None
