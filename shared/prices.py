@@ -223,14 +223,16 @@ class PriceStatistics:
 @dataclass(frozen=True, slots=True)
 class MonthSplit:
     """A date range as whole calendar months (first days, inclusive) and the days outside them
-    at its two edges (inclusive bounds); a part that is empty is (None, None)."""
+    at its two edges (inclusive bounds); a part that is empty is NOTHING."""
 
-    months: tuple[dt.date | None, dt.date | None]
-    head: tuple[dt.date | None, dt.date | None]
-    tail: tuple[dt.date | None, dt.date | None]
+    months: tuple[dt.date, dt.date]
+    head: tuple[dt.date, dt.date]
+    tail: tuple[dt.date, dt.date]
 
 
-_NOTHING: tuple[None, None] = (None, None)
+# An empty part: no date lies between these two. Real dates rather than NULLs keep the
+# statement's generic plan (a NULL bound is folded away by a custom plan, planned every time).
+NOTHING = (dt.date.max, dt.date.min)
 
 
 def split_by_month(start: dt.date, end: dt.date) -> MonthSplit:
@@ -241,11 +243,11 @@ def split_by_month(start: dt.date, end: dt.date) -> MonthSplit:
     except ValueError:  # a month before year 1 or after 9999: no whole month there
         first, last = end, start
     if first > last:
-        return MonthSplit(months=_NOTHING, head=(start, end), tail=_NOTHING)
+        return MonthSplit(months=NOTHING, head=(start, end), tail=NOTHING)
     return MonthSplit(
         months=(first, last),
-        head=(start, first - dt.timedelta(days=1)) if first > start else _NOTHING,
-        tail=_NOTHING if _ends_month(end) else (end.replace(day=1), end),
+        head=(start, first - dt.timedelta(days=1)) if first > start else NOTHING,
+        tail=NOTHING if _ends_month(end) else (end.replace(day=1), end),
     )
 
 
@@ -315,13 +317,19 @@ ORDER BY date, symbol
 CsvSink = Callable[[bytes], Coroutine[Any, Any, None]]
 
 
+def export_query(filters: PriceFilter) -> tuple[str, list[object]]:
+    """The export's SELECT with `$n` parameters for the filters, and their values."""
+    conditions, values = filters.where()
+    return _EXPORT_SQL.format(where=_where(conditions)), values
+
+
 async def copy_prices_csv(connection: Connection, filters: PriceFilter, sink: CsvSink) -> None:
     """The days matching the filters as CSV with a header line, in the listing's order,
     handed to `sink` chunk by chunk as PostgreSQL's COPY produces them (memory stays flat)."""
-    conditions, values = filters.where()
+    query, values = export_query(filters)
     # COPY takes no parameters: asyncpg has the server quote the values into the statement.
     await connection.copy_from_query(
-        _EXPORT_SQL.format(where=_where(conditions)),
+        query,
         *values,
         output=sink,
         format="csv",

@@ -22,7 +22,13 @@ from sqlmodel import Session
 
 from shared.alphavantage import DailyBar
 from shared.db import asyncpg_dsn
-from shared.prices import PriceStatistics, price_statistics, split_by_month, upsert_prices
+from shared.prices import (
+    NOTHING,
+    PriceStatistics,
+    price_statistics,
+    split_by_month,
+    upsert_prices,
+)
 
 SYMBOLS = ("IBM", "AAPL", "BRK.B")
 FIRST_DAY, LAST_DAY = dt.date(2019, 11, 1), dt.date(2022, 2, 28)
@@ -270,9 +276,9 @@ def test_split_by_month(
     head: tuple[str, str] | None,
     tail: tuple[str, str] | None,
 ) -> None:
-    def dates(pair: tuple[str, str] | None) -> tuple[dt.date | None, dt.date | None]:
+    def dates(pair: tuple[str, str] | None) -> tuple[dt.date, dt.date]:
         return (
-            (None, None)
+            NOTHING
             if pair is None
             else (dt.date.fromisoformat(pair[0]), dt.date.fromisoformat(pair[1]))
         )
