@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
+from api.dashboard import install_dashboard
 from api.deps import get_limiter, lifespan
 from api.errors import document_400_not_422, install_error_handlers
 from api.metrics import MetricsMiddleware, build_registry
-from api.routes import health, jobs, prices, symbols
+from api.routes import budget, health, jobs, prices, symbols
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
@@ -21,6 +22,9 @@ def create_app() -> FastAPI:
         summary="A local, queryable copy of daily stock prices from AlphaVantage.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by install_dashboard from the package's own files, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     document_400_not_422(app)
@@ -31,7 +35,9 @@ def create_app() -> FastAPI:
     app.include_router(prices.router)
     app.include_router(jobs.router)
     app.include_router(symbols.router)
+    app.include_router(budget.router)
     app.include_router(health.router)
+    install_dashboard(app)
     return app
 
 

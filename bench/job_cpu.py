@@ -10,7 +10,6 @@ Celery, the API and the machine around it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import time
 import uuid
@@ -57,7 +56,7 @@ def main() -> None:
         from shared.upstream import make_upstream
 
         upstream = make_upstream(get_settings())
-        policy = RunPolicy(max_attempts=3, lease=dt.timedelta(minutes=5), full_history=False)
+        policy = RunPolicy.from_settings(get_settings())
 
         def new_jobs(prefix: str, count: int) -> list[uuid.UUID]:
             ids = []

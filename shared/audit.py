@@ -111,3 +111,15 @@ def calls_by_outcome(session: Session) -> Sequence[tuple[str, int]]:
         text("SELECT outcome, count(*) FROM api_calls GROUP BY outcome ORDER BY outcome")
     ).all()
     return [(outcome, int(count)) for outcome, count in rows]
+
+
+def calls_today_by_outcome(session: Session) -> dict[str, int]:
+    """How many calls were made since 00:00 UTC today (PostgreSQL's clock), by outcome."""
+    rows = session.execute(
+        text(
+            "SELECT outcome, count(*) FROM api_calls"
+            " WHERE called_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+            " GROUP BY outcome ORDER BY outcome"
+        )
+    ).all()
+    return {outcome: int(count) for outcome, count in rows}

@@ -3,9 +3,10 @@
 Beat runs it every DISPATCH_INTERVAL_SECONDS, but tokens free between ticks: a `2/second`
 window frees its budget many times per tick, and a token freed just after a tick would idle
 until the next one. So each run also says when another run could send something (the next
-token frees, a waiting job becomes due), and the worker schedules one follow-up run for then
-when that comes within a few seconds (a short broker countdown, DESIGN.md decision 3). Long
-waits stay in PostgreSQL and are beat's to pick up.
+token frees, a waiting job becomes due, the lease of a job whose worker stopped renewing it
+lapses), and the worker schedules one follow-up run for then when that comes within a few
+seconds (a short broker countdown, DESIGN.md decision 3). Long waits stay in PostgreSQL and are
+beat's to pick up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shared.jobs import (
     lock_dispatch,
     release_expired_leases,
     seconds_until_due,
+    seconds_until_lease_lapses,
     take_due_jobs,
 )
 from shared.ratelimit import LimiterStatus, RedisRateLimiter
@@ -66,6 +68,7 @@ def dispatch_due_jobs(
     limiter: RedisRateLimiter,
     send: Callable[[uuid.UUID], bool],
     resend_after: timedelta,
+    lease_window: timedelta,
 ) -> DispatchReport:
     """Send only as many due jobs as the budget can serve now, oldest first."""
     with session_scope() as session:
@@ -82,6 +85,8 @@ def dispatch_due_jobs(
         budget = max(0, min(status.available, MAX_WAITING) - waiting)
         job_ids = take_due_jobs(session, budget=budget, resend_after=resend_after)
         due_in = seconds_until_due(session, resend_after=resend_after)
+        # A dead worker's job runs again as soon as its lease lapses, not at beat's next tick.
+        lapse_in = seconds_until_lease_lapses(session, window=lease_window)
     sent = [job_id for job_id in job_ids if send(job_id)]
     if sent:
         logger.info("dispatched %d due jobs (budget %d)", len(sent), budget)
@@ -90,6 +95,8 @@ def dispatch_due_jobs(
         if due_in is None
         else max(due_in, _budget_frees_in(status, pending=waiting + len(job_ids)))
     )
+    if lapse_in is not None:
+        next_in = lapse_in if next_in is None else min(next_in, lapse_in)
     return DispatchReport(released=released, budget=budget, sent=sent, next_in=next_in)
 
 

@@ -161,7 +161,8 @@ def claim_job(
     """Take a due queued job, or a running one whose worker's lease expired; None otherwise.
 
     One statement, so it needs no transaction of its own: the claim and the symbol's newest
-    stored day (which decides whether and how much to fetch) come back together.
+    stored day (which decides whether and how much to fetch) come back together. `lease` is
+    the first heartbeat window; `renew_lease` extends it while the worker lives.
     """
     row = connection.execute(
         _CLAIM, {"job_id": job_id, "claimant": worker, "lease": lease}
@@ -176,6 +177,54 @@ def claim_job(
 def held_by(worker: Any) -> Any:
     """The condition that `worker` (a name or a bind parameter) still holds the job."""
     return (_JOBS.c.status == JobStatus.RUNNING) & (_JOBS.c.worker == worker)
+
+
+# The claim's `started_at` is its token: the same process may claim the same job again later
+# (after a requeue), and a heartbeat left over from the earlier claim must not renew the new one.
+_RENEW = (
+    update(_JOBS)
+    .where(
+        _JOBS.c.id == bindparam("job_id"),
+        held_by(bindparam("holder")),
+        _JOBS.c.started_at == bindparam("claimed_at"),
+    )
+    .values(
+        # Never past the attempt's hard bound: a hung worker is presumed dead after
+        # JOB_LEASE_SECONDS however faithfully its heartbeat thread keeps beating.
+        lease_expires_at=func.least(
+            func.now() + bindparam("window", type_=Interval),
+            _JOBS.c.started_at + bindparam("hard_bound", type_=Interval),
+        )
+    )
+    .returning(_JOBS.c.lease_expires_at)
+)
+
+
+def renew_lease(
+    connection: Connection,
+    job_id: uuid.UUID,
+    *,
+    worker: str,
+    claimed_at: datetime,
+    window: timedelta,
+    hard_bound: timedelta,
+) -> datetime | None:
+    """Extend this claim's lease by `window` (capped at `hard_bound` after the claim).
+
+    The new expiry, or None when the claim is no longer this worker's (another took it over, or
+    the job ended): then nothing is written.
+    """
+    expires: datetime | None = connection.execute(
+        _RENEW,
+        {
+            "job_id": job_id,
+            "holder": worker,
+            "claimed_at": claimed_at,
+            "window": window,
+            "hard_bound": hard_bound,
+        },
+    ).scalar_one_or_none()
+    return expires
 
 
 def requeue_job(
@@ -268,15 +317,36 @@ def release_expired_leases(session: Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def seconds_until_lease_lapses(session: Session, *, window: timedelta) -> float | None:
+    """Seconds until the first lease that missed its renewals lapses; None: no such lease.
+
+    A live holder renews every third of `window`, so its lease always ends more than half a
+    window away; one ending sooner missed a renewal, and its holder is probably dead.
+    """
+    value = session.execute(
+        text(
+            """
+            SELECT extract(epoch FROM min(lease_expires_at) - now())
+            FROM jobs
+            WHERE status = 'running' AND lease_expires_at < now() + :window / 2
+            """
+        ),
+        {"window": window},
+    ).scalar_one()
+    return None if value is None else max(0.0, float(value))
+
+
 def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> list[uuid.UUID]:
     """Mark up to `budget` due queued jobs as dispatched, oldest first; commit, then send them."""
+    # Lock and limit in a materialized CTE, run once: a LIMIT inside `WHERE id IN (...)` may be
+    # evaluated again by the plan (a rescan, or a re-check of a row updated meanwhile) and
+    # yield more than `budget` rows.
     if budget <= 0:
         return []
     rows = session.execute(
         text(
             """
-            UPDATE jobs SET dispatched_at = now()
-            WHERE id IN (
+            WITH due AS MATERIALIZED (
                 SELECT id FROM jobs
                 WHERE status = 'queued'
                   AND (not_before IS NULL OR not_before <= now())
@@ -285,7 +355,10 @@ def take_due_jobs(session: Session, *, budget: int, resend_after: timedelta) -> 
                 LIMIT :budget
                 FOR UPDATE SKIP LOCKED
             )
-            RETURNING id, created_at
+            UPDATE jobs SET dispatched_at = now()
+            FROM due
+            WHERE jobs.id = due.id
+            RETURNING jobs.id, jobs.created_at
             """
         ),
         {"budget": budget, "resend_after": resend_after},

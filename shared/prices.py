@@ -335,3 +335,23 @@ async def copy_prices_csv(connection: Connection, filters: PriceFilter, sink: Cs
         format="csv",
         header=True,
     )
+
+
+# One statement: the count and the page from one snapshot of the per-symbol counts (migration
+# 0003), never a scan of financial_data.
+_STORED_SYMBOLS_SQL = """
+WITH stored AS (SELECT symbol, rows FROM financial_data_counts WHERE rows > 0)
+SELECT (SELECT count(*) FROM stored), s.symbol, s.rows
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT symbol, rows FROM stored ORDER BY symbol LIMIT $1 OFFSET $2) AS s ON true
+ORDER BY s.symbol
+"""
+
+
+async def stored_symbols(
+    fetch: Fetch, *, limit: int, offset: int
+) -> tuple[int, list[tuple[str, int]]]:
+    """How many symbols have stored prices, and one page of them (symbol, rows) by symbol."""
+    result = await fetch(_STORED_SYMBOLS_SQL, limit, offset)
+    rows = [] if result[0][1] is None else [(row[1], int(row[2])) for row in result]
+    return int(result[0][0]), rows

@@ -117,6 +117,7 @@ class LimiterStatus:
     windows: tuple[WindowStatus, ...]
     cooldown_remaining: float
     cooldown_reason: str | None
+    at: float  # Redis' clock (unix seconds) when the snapshot was taken
 
     @property
     def initialized(self) -> bool:
@@ -446,7 +447,7 @@ class RedisRateLimiter:
             keys += [log_key, marker_key]
             args += [window.limit, window_us]
         raw = self._status(keys=keys, args=args)
-        _now_us, cooldown_us, reason = raw[0], raw[1], _text(raw[2])
+        now_us, cooldown_us, reason = raw[0], raw[1], _text(raw[2])
         statuses = []
         for i, window in enumerate(self._windows):
             used, wait_us, marker = raw[3 + 3 * i : 6 + 3 * i]
@@ -463,6 +464,7 @@ class RedisRateLimiter:
             windows=tuple(statuses),
             cooldown_remaining=cooldown_us / _MICROS,
             cooldown_reason=reason if cooldown_us > 0 and reason else None,
+            at=now_us / _MICROS,
         )
 
     def available_now(self) -> int:

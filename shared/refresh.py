@@ -32,6 +32,7 @@ from shared.alphavantage import (
 )
 from shared.audit import finish_call, start_call
 from shared.db import autocommit_connection, session_scope
+from shared.heartbeat import LeaseTerms, heartbeat
 from shared.jobs import (
     claim_job,
     fail_job,
@@ -41,6 +42,7 @@ from shared.jobs import (
 from shared.market_calendar import last_completed_trading_day, trading_days
 from shared.models import Job, OutputSize, utcnow
 from shared.prices import upsert_prices
+from shared.settings import Settings
 from shared.tracking import mark_failed, mark_refreshed
 from shared.upstream import Upstream
 
@@ -79,8 +81,20 @@ class RunPolicy:
     """Limits of a run, from the settings."""
 
     max_attempts: int
-    lease: timedelta
+    lease: LeaseTerms
     full_history: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunPolicy:
+        """The policy the settings describe."""
+        return cls(
+            max_attempts=settings.job_max_attempts,
+            lease=LeaseTerms(
+                window=timedelta(seconds=settings.job_heartbeat_timeout_seconds),
+                hard_bound=timedelta(seconds=settings.job_lease_seconds),
+            ),
+            full_history=settings.alphavantage_full_history,
+        )
 
 
 def run_job(
@@ -93,10 +107,12 @@ def run_job(
 ) -> RunResult:
     """Run the job if it is due and nobody else holds it; every exit leaves a truthful row."""
     with autocommit_connection() as connection:
-        claim = claim_job(connection, job_id, worker=worker, lease=policy.lease)
+        claim = claim_job(connection, job_id, worker=worker, lease=policy.lease.first_lease)
     if claim is None:
         return RunResult(Outcome.NOT_CLAIMED)
-    return _Run(claim.job, claim.stored_through, upstream, policy, worker, clock).execute()
+    assert claim.job.started_at is not None  # set by the claim
+    with heartbeat(job_id, worker=worker, claimed_at=claim.job.started_at, terms=policy.lease):
+        return _Run(claim.job, claim.stored_through, upstream, policy, worker, clock).execute()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +282,7 @@ class _Run:
             if job is None:
                 session.rollback()  # another worker holds the job now and writes its own data
                 self._record_call_end(session)
+                logger.warning("job %s: another worker holds it now; result dropped", self.job.id)
                 return RunResult(Outcome.NOT_CLAIMED)
             mark_refreshed(session, self.job.symbol)
             self._record_call_end(session)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ratelimit import parse_rate_limits
@@ -35,8 +35,12 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
 
     job_max_attempts: int = Field(default=5, ge=1)
-    # A running job whose worker has not finished within this time is considered abandoned.
+    # The longest one attempt of a job may hold it, heartbeat or not (the task's hard time limit
+    # is 75 % of it).
     job_lease_seconds: int = Field(default=300, ge=10)
+    # A running job whose process has not renewed its claim for this long is presumed dead and
+    # runs again; the process renews it every third of this (a heartbeat thread).
+    job_heartbeat_timeout_seconds: float = Field(default=15.0, ge=1.5)
     dispatch_interval_seconds: float = Field(default=10.0, gt=0)
     # A queued job sent this long ago but still not picked up is sent again (lost message).
     job_resend_after_seconds: int = Field(default=120, ge=1)
@@ -55,9 +59,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:
         if self.alphavantage_api_key is None and self.alphavantage_api_key_file is not None:
-            self.alphavantage_api_key = _read_secret(self.alphavantage_api_key_file)
+            self.alphavantage_api_key = _read_secret(
+                "ALPHAVANTAGE_API_KEY_FILE", self.alphavantage_api_key_file
+            )
         if self.api_token is None and self.api_token_file is not None:
-            self.api_token = _read_secret(self.api_token_file)
+            self.api_token = _read_secret("API_TOKEN_FILE", self.api_token_file)
         return self
 
     def require_database_url(self) -> str:
@@ -73,15 +79,30 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
-def _read_secret(path: Path) -> SecretStr | None:
+def _read_secret(variable: str, path: Path) -> SecretStr | None:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"secret file {path} cannot be read ({exc.strerror})") from None
+        raise ValueError(f"{variable}: {path} cannot be read ({exc.strerror})") from None
     return SecretStr(value) if value else None
 
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once; bad ones stop the process with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # An operator's mistake (e.g. a secret file the container user cannot read), not a bug:
+        # a traceback through pydantic's internals would hide the one line that matters.
+        raise SystemExit(f"stockpile: invalid settings: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Every error of `exc` on one line, without the values (they may be secrets)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)

@@ -7,7 +7,6 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,7 +21,7 @@ from shared.jobs import create_job, get_job
 from shared.logs import configure_logging
 from shared.models import Job, JobStatus
 from shared.refresh import Outcome, RunPolicy, run_job
-from shared.settings import Settings, get_settings
+from shared.settings import get_settings
 from shared.symbols import normalize_symbol
 from shared.upstream import Upstream, make_upstream
 
@@ -58,14 +57,6 @@ def _outputsize(value: str | None) -> str | None:
     if value not in (None, "compact", "full"):
         raise typer.BadParameter("must be compact or full", param_hint="--outputsize")
     return value
-
-
-def _policy(settings: Settings) -> RunPolicy:
-    return RunPolicy(
-        max_attempts=settings.job_max_attempts,
-        lease=timedelta(seconds=settings.job_lease_seconds),
-        full_history=settings.alphavantage_full_history,
-    )
 
 
 def _describe(job: Job) -> str:
@@ -108,7 +99,9 @@ def fetch(
                 out.print(f"{symbol}: a job is already in flight ({job.id}); waiting for it")
                 job = _wait_for(job.id, FETCH_MAX_WAIT_SECONDS)
             else:
-                job = _run_until_settled(job.id, upstream, _policy(settings), worker)
+                job = _run_until_settled(
+                    job.id, upstream, RunPolicy.from_settings(settings), worker
+                )
             (out if job.status == JobStatus.SUCCEEDED else err).print(_describe(job))
             all_ok &= job.status == JobStatus.SUCCEEDED
     finally:

@@ -122,6 +122,13 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
+# Worker options everywhere a worker runs (here, compose, tests): no start-up sync with the other
+# workers (mingle) and no subscription to their events (gossip). Nothing uses them, and gossip
+# logs a traceback each time the broker comes back. Flower needs neither: it reads task events
+# and inspect replies.
+QUIET_WORKER_OPTIONS = ("--without-gossip", "--without-mingle")
+
+
 def process_commands(
     options: DevOptions, *, python: str, beat_schedule: Path, sandbox: bool
 ) -> dict[str, list[str]]:
@@ -140,6 +147,7 @@ def process_commands(
     commands["worker"] = [
         *(*celery, "worker", "--loglevel", "INFO", "--hostname", "worker@%h"),
         *("--concurrency", str(options.concurrency)),
+        *QUIET_WORKER_OPTIONS,
     ]
     commands["beat"] = [*celery, "beat", "--loglevel", "INFO", "--schedule", str(beat_schedule)]
     commands["flower"] = [*celery, "flower", f"--address={HOST}", f"--port={options.flower_port}"]
@@ -270,6 +278,7 @@ def _run_locked(
     flower_login = _flower_login(settings, data_dir)
     sandbox_url = f"http://{HOST}:{options.sandbox_port}/query" if sandbox else None
     shown_dir = options.data_dir
+    announcer.say(f"the dashboard will be at http://{HOST}:{options.api_port}/ once ready")
     if sandbox:
         announcer.say(*_sandbox_warning(sandbox_url), loud=True)
     if not settings.database_url:
@@ -468,7 +477,7 @@ def _banner(
 ) -> list[str]:
     api = f"http://{HOST}:{options.api_port}"
     lines = [
-        "Stockpile is ready.",
+        f"Stockpile is ready: open {api}/ in a browser (the dashboard).",
         f"  API            {api}   (docs: {api}/docs)",
         f"  API token      {_credential(api_token, 'API_TOKEN')}",
         f"  Flower         http://{HOST}:{options.flower_port}",

@@ -2,6 +2,10 @@
 
 DATABASE_URL / REDIS_URL from the environment are used when set (and must then be reachable);
 otherwise throwaway embedded servers are started for the session and stopped afterwards.
+
+The suite runs in several processes (pytest-xdist). Each process is a session of its own: its
+own embedded servers (or, on configured ones, its own database and its own Redis database
+number), its own sandbox and API, so no test sees another process's jobs, queues or budget.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,10 +32,6 @@ from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
 from tests.support import API_TOKEN, FAKE_API_KEY
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-FIXTURES_DIR = SHARED_DIR / "fixtures" / "alphavantage"
-
 
 @dataclass(frozen=True)
 class Servers:
@@ -44,17 +43,30 @@ class Servers:
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    from stockpile.localstack import resolve_services
+    from stockpile.localstack import LocalStackError, resolve_services
 
-    with resolve_services(
-        database_url=os.environ.get("DATABASE_URL"),
-        redis_url=os.environ.get("REDIS_URL"),
-        # Temp dirs outside pytest's basetemp: as root the server runs as another user, which
-        # must traverse every parent folder, and pytest resets its basetemp to 0700.
-        data_dir=None,
-        persistent=False,
-    ) as services:
+    configured_redis = os.environ.get("REDIS_URL")
+    try:
+        services = resolve_services(
+            database_url=os.environ.get("DATABASE_URL"),
+            redis_url=_own_redis_database(configured_redis) if configured_redis else None,
+            data_dir=None,
+            persistent=False,
+        )
+    except LocalStackError as exc:
+        pytest.exit(f"cannot provide the test servers: {exc}", returncode=3)
+    with services:
         yield Servers(database_url=services.database_url, redis_url=services.redis_url)
+
+
+def _own_redis_database(url: str) -> str:
+    """`url` with this test process's own database number under pytest-xdist (gw0 -> 1, ...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(url)._replace(path=f"/{1 + int(worker.removeprefix('gw')) % 15}"))
 
 
 def _with_database(url: str, name: str) -> str:

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import psutil
 
+from stockpile.devstack import QUIET_WORKER_OPTIONS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
-# No start-up sync with the other workers (mingle) and no subscription to their events (gossip).
-_QUIET_WORKER = ("--without-mingle", "--without-gossip")
 
 
 def celery_worker_command(*, app: str, name: str, concurrency: int, log_level: str) -> list[str]:
     """A prefork worker for the Celery app `app`, named `name@<host>`, without cluster chatter."""
     options = ["-P", "prefork", "-c", str(concurrency), "-n", f"{name}@%h", "-l", log_level]
-    return [sys.executable, "-m", "celery", "-A", app, "worker", *options, *_QUIET_WORKER]
+    return [sys.executable, "-m", "celery", "-A", app, "worker", *options, *QUIET_WORKER_OPTIONS]
 
 
 class Process:

@@ -83,11 +83,7 @@ def run_job_task(self: Task, job_id: str) -> str:
     result = run_job(
         uuid.UUID(job_id),
         upstream=_process_upstream(),
-        policy=RunPolicy(
-            max_attempts=settings.job_max_attempts,
-            lease=timedelta(seconds=settings.job_lease_seconds),
-            full_history=settings.alphavantage_full_history,
-        ),
+        policy=RunPolicy.from_settings(settings),
         worker=f"{self.request.hostname}:{os.getpid()}",
     )
     if result.outcome is Outcome.REQUEUED:
@@ -103,6 +99,7 @@ def dispatch_due_jobs_task() -> int:
         limiter=_process_upstream().limiter,
         send=send_job,
         resend_after=timedelta(seconds=settings.job_resend_after_seconds),
+        lease_window=timedelta(seconds=settings.job_heartbeat_timeout_seconds),
     )
     _dispatch_again_in(report.next_in)
     return len(report.sent)

@@ -12,7 +12,7 @@ from api.deps import IsoDate, Limit, Page, Symbol, export_connections, read_pool
 from api.errors import BadRequest, NotFound
 from api.export import CsvExportResponse
 from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
-from shared.prices import PriceFilter, price_page, price_statistics
+from shared.prices import PriceFilter, price_page, price_statistics, stored_symbols
 
 router = APIRouter(prefix="/api", tags=["prices"])
 
@@ -25,6 +25,13 @@ class PriceItem(BaseModel):
     open_price: str
     close_price: str
     volume: str
+
+
+class StoredSymbol(BaseModel):
+    """A symbol with stored prices, tracked or not."""
+
+    symbol: str
+    rows: int
 
 
 class Statistics(BaseModel):
@@ -139,3 +146,13 @@ async def read_statistics(
             "average_daily_volume": stats.average_volume,
         }
     )
+
+
+@router.get("/stored_symbols", response_model=ListEnvelope[StoredSymbol], responses=_ERRORS)
+async def read_stored_symbols(request: Request, limit: Limit = 100, page: Page = 1) -> JSONResponse:
+    """Every symbol with stored prices (tracked or not), alphabetically, with its row count."""
+    count, rows = await stored_symbols(
+        read_pool(request).fetch, limit=limit, offset=(page - 1) * limit
+    )
+    data = [{"symbol": symbol, "rows": stored} for symbol, stored in rows]
+    return ok_list(data, count=count, page=page, limit=limit)

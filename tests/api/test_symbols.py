@@ -83,12 +83,28 @@ def test_get_symbols_lists_defaults_alphabetically_with_exact_coverage(
         "rows": 0,
         "last_refreshed_at": None,
         "failure": None,
+        "last_trading_day": _current_day(),
+        "lagging": True,
     }
     assert ibm["symbol"] == "IBM"
     assert (ibm["first_date"], ibm["last_date"], ibm["rows"]) == ("2023-01-03", "2023-01-06", 3)
     assert abs(_iso_utc(ibm["last_refreshed_at"]) - utcnow()) < timedelta(minutes=1)
     assert abs(_iso_utc(ibm["tracked_since"]) - utcnow()) < timedelta(minutes=1)
     assert ibm["failure"] is None
+
+
+def test_lagging_compares_the_last_stored_day_with_the_last_completed_trading_day(
+    api: httpx.Client, session: Session
+) -> None:
+    current = last_completed_trading_day(utcnow())
+    behind = current - timedelta(days=7)
+    upsert_prices(session, "IBM", [bar(current.isoformat(), "10.00", "11.00")])
+    upsert_prices(session, "AAPL", [bar(behind.isoformat(), "10.00", "11.00")])
+    session.commit()
+    listed = {item["symbol"]: item for item in api.get("/symbols").json()["data"]}
+    assert listed["IBM"]["lagging"] is False
+    assert listed["AAPL"]["lagging"] is True
+    assert listed["AAPL"]["last_trading_day"] == current.isoformat()
 
 
 def test_get_symbols_paginates(api: httpx.Client, session: Session) -> None:

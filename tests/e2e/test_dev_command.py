@@ -22,6 +22,7 @@ import httpx
 import psutil
 import pytest
 
+from shared.queue import TASK_RUN_JOB
 from tests.support import wait_until
 
 STOCKPILE = Path(sys.executable).with_name("stockpile")
@@ -212,6 +213,16 @@ def flower_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
         return None
 
 
+def flower_json(url: str, auth: tuple[str, str]) -> dict[str, Any] | None:
+    """What a Flower API answers, or None while it has nothing (or does not answer)."""
+    try:
+        response = httpx.get(url, auth=auth, timeout=15, trust_env=False)
+    except httpx.TransportError:
+        return None
+    body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+    return body or None
+
+
 @pytest.mark.e2e
 def test_dev_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
     dev_dir: Path, dev_env: dict[str, str]
@@ -225,8 +236,12 @@ def test_dev_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
         login = run.wait_for(r"Flower login\s+(\S+):(\S+)", 5)
         user, password = login[1], login[2]
         assert "SANDBOX" in run.output()
+        # The page's address comes first, and again first when the stack is ready.
+        assert f"dashboard will be at {api_url}/" in run.output().splitlines()[0]
+        assert f"Stockpile is ready: open {api_url}/ in a browser" in run.output()
         with httpx.Client(base_url=api_url, timeout=10, trust_env=False) as api:
             assert api.get("/readyz").status_code == 200
+            assert api.get("/").headers["content-type"].startswith("text/html")
             headers = {"Authorization": f"Bearer {token}"}
             created = api.post("/jobs", json={"symbol": "IBM"}, headers=headers)
             # 200: beat's refresh of the tracked IBM came first; the same job is answered.
@@ -243,6 +258,20 @@ def test_dev_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
         assert flower_status(flower_url) == 401
         assert flower_status(flower_url, (user, "wrong")) == 401
         assert flower_status(flower_url, (user, password)) == 200
+        # Workers run without gossip and mingle: Flower still sees them (inspect replies) and
+        # their tasks (events).
+        workers = wait_until(
+            lambda: flower_json(f"{flower_url}api/workers?refresh=1", (user, password)),
+            timeout=30,
+            what="Flower to list the worker",
+        )
+        assert any(name.startswith("worker@") for name in workers), workers
+        tasks = wait_until(
+            lambda: flower_json(f"{flower_url}api/tasks", (user, password)),
+            timeout=30,
+            what="Flower to list the tasks",
+        )
+        assert TASK_RUN_JOB in {task["name"] for task in tasks.values()}, tasks
 
         processes = run.tree()
         command_lines = " ".join(map(command_line, processes))

@@ -50,6 +50,8 @@ OPERATIONS = (
     "GET /api/financial_data",
     "GET /api/financial_data.csv",
     "GET /api/statistics",
+    "GET /api/stored_symbols",
+    "GET /api/budget",
     "POST /jobs",
     "GET /jobs",
     "GET /jobs/{job_id}",
@@ -62,7 +64,7 @@ OPERATIONS = (
     "GET /metrics",
 )
 # Operations without any input cannot be sent schema-violating data.
-WITHOUT_INPUT = frozenset({"GET /healthz", "GET /readyz", "GET /metrics"})
+WITHOUT_INPUT = frozenset({"GET /healthz", "GET /readyz", "GET /metrics", "GET /api/budget"})
 CASES = [
     pytest.param(label, mode, id=f"{label}-{mode.value}")
     for label in OPERATIONS

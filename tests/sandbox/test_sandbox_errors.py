@@ -12,7 +12,7 @@ from stockpile.sandbox import messages
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "alphavantage"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alphavantage"
 CONFIG = SandboxConfig(limits=None, today=date(2024, 7, 8), slow_seconds=0.4)
 DAILY = "TIME_SERIES_DAILY"
 
@@ -23,8 +23,6 @@ def call(http: httpx.Client, **params: str) -> httpx.Response:
 
 def recorded(name: str) -> dict[str, str]:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip("shared fixtures not available")
     body: dict[str, str] = json.loads(path.read_text())
     return body
 

@@ -45,8 +45,7 @@ from shared.alphavantage import (
 )
 
 KEY = "SECRETKEY-TEST-1234"
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "alphavantage"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="no shared AlphaVantage fixtures")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alphavantage"
 
 BURST = (
     "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more "
@@ -332,7 +331,6 @@ def test_fetch_daily_without_key_omits_apikey_param(fake_av: FakeAlphaVantage) -
     assert "apikey" not in fake_av.queries[0]
 
 
-@needs_fixtures
 def test_fetch_daily_compact_fixture_parses_100_bars(
     fake_av: FakeAlphaVantage, client: AlphaVantageClient
 ) -> None:
@@ -357,7 +355,6 @@ def test_fetch_daily_compact_fixture_parses_100_bars(
     assert series.last_refreshed == "2024-06-18"
 
 
-@needs_fixtures
 def test_fetch_daily_full_fixture_parses_all_rows(
     fake_av: FakeAlphaVantage, client: AlphaVantageClient
 ) -> None:
@@ -371,7 +368,6 @@ def test_fetch_daily_full_fixture_parses_all_rows(
     assert series.output_size == "full"
 
 
-@needs_fixtures
 def test_parse_daily_payload_full_fixture_is_fast() -> None:
     payload = json.loads((FIXTURES / "TIME_SERIES_DAILY_IBM_full_2021-06-02.json").read_bytes())
 
@@ -383,7 +379,6 @@ def test_parse_daily_payload_full_fixture_is_fast() -> None:
     assert elapsed < 1.0
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     ("name", "symbol", "rows", "last_refreshed"),
     [
@@ -559,7 +554,6 @@ FIXTURE_CASES = {
 }
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", FIXTURE_CASES)
 def test_fetch_daily_fixture_error_payload_is_classified(
     name: str,

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from shared.dispatch import (
@@ -24,7 +24,7 @@ from shared.dispatch import (
     follow_up_delay,
     reserve_follow_up,
 )
-from shared.jobs import create_job
+from shared.jobs import create_job, take_due_jobs
 from shared.ratelimit import RedisRateLimiter, parse_rate_limits
 
 RESEND_AFTER = 120.0
@@ -76,6 +76,21 @@ def backlog(session: Session, count: int) -> list[uuid.UUID]:
     return ids
 
 
+def redis_now(client: redis.Redis[bytes]) -> float:
+    """Redis' clock, which decides the budget."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
+
+
+def database_now(session: Session) -> float:
+    """PostgreSQL's clock (not the transaction's start), which decides when a job is due."""
+    session.commit()
+    now = float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+    # What the caller does next starts a new transaction, so its now() is after this instant.
+    session.commit()
+    return now
+
+
 def dispatched(session: Session) -> set[uuid.UUID]:
     session.rollback()  # a fresh snapshot
     rows = session.execute(text("SELECT id FROM jobs WHERE dispatched_at IS NOT NULL"))
@@ -84,7 +99,10 @@ def dispatched(session: Session) -> set[uuid.UUID]:
 
 def dispatch(limiter: RedisRateLimiter, send: Recorder) -> float | None:
     report = dispatch_due_jobs(
-        limiter=limiter, send=send, resend_after=timedelta(seconds=RESEND_AFTER)
+        limiter=limiter,
+        send=send,
+        resend_after=timedelta(seconds=RESEND_AFTER),
+        lease_window=timedelta(seconds=15),
     )
     assert report.sent == send.sent[len(send.sent) - len(report.sent) :]
     return report.next_in
@@ -132,7 +150,7 @@ def test_dispatch_second_tick_sends_nothing_while_sent_jobs_wait(
 
 
 def test_dispatch_sends_the_next_jobs_once_the_budget_frees(
-    session: Session, make_limiter: MakeLimiter
+    session: Session, make_limiter: MakeLimiter, client: redis.Redis[bytes]
 ) -> None:
     limiter = make_limiter("3/2second")
     ids = backlog(session, 1000)
@@ -140,17 +158,19 @@ def test_dispatch_sends_the_next_jobs_once_the_budget_frees(
     assert dispatch(limiter, send) == SETTLE_SECONDS  # look again once the three took tokens
     assert send.sent == ids[:3]
     # The three workers take their tokens and finish their jobs.
-    for _ in range(3):
-        assert limiter.acquire().granted
+    grants = [limiter.acquire() for _ in range(3)]
+    assert all(grant.granted for grant in grants)
     session.execute(
         text("UPDATE jobs SET status = 'succeeded' WHERE id = ANY(:ids)"), {"ids": ids[:3]}
     )
     session.commit()
 
     next_in = dispatch(limiter, send)
+    after = redis_now(client)
     assert len(send.sent) == 3
     assert next_in is not None
-    assert 1.5 < next_in <= 2.0  # when the oldest token leaves the 2-second window
+    # When the oldest token leaves the 2-second window, by Redis' clock.
+    assert grants[0].at + 2.0 - after <= next_in <= 2.0
 
     time.sleep(next_in + 0.05)
     dispatch(limiter, send)
@@ -158,18 +178,20 @@ def test_dispatch_sends_the_next_jobs_once_the_budget_frees(
 
 
 def test_dispatch_during_a_cooldown_sends_nothing_until_it_ends(
-    session: Session, make_limiter: MakeLimiter
+    session: Session, make_limiter: MakeLimiter, client: redis.Redis[bytes]
 ) -> None:
     limiter = make_limiter("50/second")
     backlog(session, 10)
+    before = redis_now(client)
     limiter.cooldown(3.0, reason="upstream said so")
     send = Recorder()
 
     next_in = dispatch(limiter, send)
+    after = redis_now(client)
 
     assert send.sent == []
     assert next_in is not None
-    assert 2.5 < next_in <= 3.0
+    assert 3.0 - (after - before) <= next_in <= 3.0  # when the cooldown ends, by Redis' clock
 
 
 def test_dispatch_keeps_at_most_max_waiting_jobs_in_the_broker(
@@ -205,6 +227,7 @@ def test_dispatch_follow_up_when_a_waiting_job_becomes_due(
     session: Session, make_limiter: MakeLimiter
 ) -> None:
     limiter = make_limiter("50/second")
+    before = database_now(session)
     job = create_job(session, "LATER").job
     session.execute(
         text("UPDATE jobs SET not_before = now() + interval '3 seconds' WHERE id = :id"),
@@ -214,10 +237,38 @@ def test_dispatch_follow_up_when_a_waiting_job_becomes_due(
     send = Recorder()
 
     next_in = dispatch(limiter, send)
+    after = database_now(session)
 
     assert send.sent == []
     assert next_in is not None
-    assert 2.5 < next_in <= 3.0
+    assert 3.0 - (after - before) <= next_in <= 3.0  # when it becomes due, by PostgreSQL's clock
+
+
+def test_dispatch_follow_up_when_a_lease_missed_its_renewals_and_not_before(
+    session: Session, make_limiter: MakeLimiter
+) -> None:
+    # Window 15 s: a live holder's lease ends 10-15 s away; one ending in 4 s missed renewals.
+    limiter = make_limiter("50/second")
+    live, dying = (create_job(session, symbol).job for symbol in ("LIVE", "DYING"))
+    for job, seconds in ((live, 14), (dying, 4)):
+        session.execute(
+            text(
+                "UPDATE jobs SET status = 'running', worker = 'w:1', started_at = now(),"
+                " lease_expires_at = now() + make_interval(secs => :s) WHERE id = :id"
+            ),
+            {"id": job.id, "s": seconds},
+        )
+    session.commit()
+    send = Recorder()
+
+    next_in = dispatch(limiter, send)
+
+    assert send.sent == []
+    assert next_in is not None
+    assert 3.5 < next_in <= 4.0
+    session.execute(text("UPDATE jobs SET status = 'succeeded' WHERE id = :id"), {"id": dying.id})
+    session.commit()
+    assert dispatch(limiter, send) is None  # the live lease alone calls for no follow-up
 
 
 def test_dispatch_concurrent_runs_share_one_budget(
@@ -273,3 +324,53 @@ def test_reserve_follow_up_one_pending_unless_an_earlier_one_is_needed(
     assert not reserve_follow_up(client, 0.3)
     time.sleep(0.4)  # the follow-up is due: the next run may schedule its own
     assert reserve_follow_up(client, 1.0)
+
+
+def test_take_due_jobs_never_returns_more_than_its_budget_under_concurrent_updates(
+    session: Session,
+) -> None:
+    # A due job updated by another transaction while the statement runs makes PostgreSQL
+    # re-check it; a LIMIT inside `WHERE id IN (subquery)` can then be evaluated again and mark
+    # more than `budget` jobs. Many due jobs make the window between snapshot and lock wide.
+    session.execute(
+        text(
+            "INSERT INTO jobs (id, symbol, status, attempts, created_at, source) "
+            "SELECT gen_random_uuid(), 'C' || i, 'queued', 0, now() - make_interval(secs => i), "
+            "'api' FROM generate_series(1, 5000) AS i"
+        )
+    )
+    session.commit()
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    stop = threading.Event()
+
+    def churn() -> None:
+        # Single-row commits on the jobs the dispatcher takes first (the oldest).
+        with engine.connect() as conn:
+            while not stop.is_set():
+                conn.execute(
+                    text(
+                        "UPDATE jobs SET dispatched_at = NULL WHERE id = (SELECT id FROM jobs "
+                        "WHERE status = 'queued' ORDER BY created_at OFFSET floor(random() * 6) "
+                        "LIMIT 1)"
+                    )
+                )
+                conn.commit()
+
+    churners = [threading.Thread(target=churn) for _ in range(3)]
+    for thread in churners:
+        thread.start()
+    taken: list[int] = []
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            with Session(engine) as dispatcher:
+                taken.append(len(take_due_jobs(dispatcher, budget=3, resend_after=timedelta(0))))
+                dispatcher.commit()
+    finally:
+        stop.set()
+        for thread in churners:
+            thread.join()
+
+    assert len(taken) > 20
+    assert max(taken) == 3

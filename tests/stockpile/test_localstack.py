@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from stockpile.localstack import (
     start_redis,
 )
 from stockpile.localstack import redis_server as redis_server_module
+from tests.stockpile.clusters import remove_linked_clusters
 
 SECRET = "SEKRET-PASSWORD-42"
 
@@ -95,15 +95,10 @@ def pg() -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-def pg_dir() -> Iterator[Path]:
-    """A folder for PostgreSQL data outside pytest's tmp_path.
-
-    As root the server runs as `pgserver`, which must traverse every parent folder; pytest
-    resets /tmp/pytest-of-root to 0700 whenever any pytest session starts, which would race.
-    """
-    path = Path(tempfile.mkdtemp(prefix="stockpile-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def pg_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder for PostgreSQL data; as root the cluster it links to is removed afterwards."""
+    yield tmp_path
+    remove_linked_clusters(tmp_path)
 
 
 @pytest.fixture
