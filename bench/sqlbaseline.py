@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import asyncpg
 
 from api.deps import ReadPool
 from bench.loadgen import CONNECTIONS, Throughput
-from bench.pg import libpq_params
+from bench.pg import libpq_env
 
 
 def find_pgbench() -> str:
@@ -70,18 +69,14 @@ def pgbench_script(statements: Sequence[Statement]) -> tuple[str, dict[str, str]
 
 
 def run_sql_load(
-    database_url: str, statements: Sequence[Statement], *, seconds: float
+    database_url: str,
+    statements: Sequence[Statement],
+    *,
+    seconds: float,
+    clients: int = CONNECTIONS,
 ) -> Throughput:
-    """`seconds` of pgbench running `statements` (one transaction each round) on 16 clients."""
-    params = libpq_params(database_url)
-    env = {
-        **os.environ,
-        "PGHOST": params.get("host", ""),
-        "PGPORT": params.get("port", "5432"),
-        "PGUSER": params.get("user", ""),
-        "PGPASSWORD": params.get("password", ""),
-        "PGDATABASE": params.get("dbname", ""),
-    }
+    """`seconds` of pgbench running `statements` (one transaction each round) on `clients`."""
+    env = libpq_env(database_url)
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "script.sql"
         text, variables = pgbench_script(statements)
@@ -93,9 +88,9 @@ def run_sql_load(
             "prepared",
             *(f"--define={name}={value}" for name, value in variables.items()),
             "-c",
-            str(CONNECTIONS),
+            str(clients),
             "-j",
-            "2",
+            str(min(2, clients)),
             "-T",
             str(max(1, round(seconds))),
             "-f",
