@@ -23,13 +23,6 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared.alphavantage import (
-    AlphaVantageError,
-    DailyQuotaExceeded,
-    InvalidSymbol,
-    PremiumOutputSize,
-    RateLimited,
-)
 from shared.audit import finish_call, start_call
 from shared.db import autocommit_connection, session_scope
 from shared.heartbeat import LeaseTerms, heartbeat
@@ -44,7 +37,14 @@ from shared.models import Job, OutputSize, utcnow
 from shared.prices import upsert_prices
 from shared.settings import Settings
 from shared.tracking import mark_failed, mark_refreshed
-from shared.upstream import Upstream
+from shared.upstream.errors import (
+    AlphaVantageError,
+    DailyQuotaExceeded,
+    InvalidSymbol,
+    PremiumOutputSize,
+    RateLimited,
+)
+from shared.upstream.factory import Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import redis
 from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from shared.audit import audited_call_times
 from shared.db import dispose_engine
 from shared.dispatch import dispatch_due_jobs, follow_up_delay, reserve_follow_up
 from shared.models import utcnow
@@ -24,7 +25,7 @@ from shared.queue import TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES, TAS
 from shared.refresh import Outcome, RunPolicy, run_job
 from shared.settings import get_settings
 from shared.tracking import enqueue_due_refreshes
-from shared.upstream import Upstream, make_redis, make_upstream
+from shared.upstream.factory import Upstream, make_redis, make_upstream
 from worker.celery_app import app
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _close_upstream(**_: Any) -> None:
 def _process_upstream() -> Upstream:
     global _upstream
     if _upstream is None:
-        _upstream = make_upstream(get_settings())
+        _upstream = make_upstream(get_settings(), audited_call_times)
     return _upstream
 
 

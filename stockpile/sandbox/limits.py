@@ -1,7 +1,7 @@
 """Exact sliding-window call limits per apikey, as the sandbox enforces them.
 
 The ``1/second,25/day`` syntax (also ``N/Kunit``, e.g. ``3/5second``) is the one
-``shared.ratelimit`` reads; it is parsed here again so that the sandbox process does not import
+``shared.rate_windows`` reads; it is parsed here again so that the sandbox process does not import
 the Redis client just to start (startup time matters: tests start sandboxes often).
 """
 

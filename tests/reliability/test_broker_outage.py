@@ -93,8 +93,8 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
     assert len({row.symbol for row in rows}) == total
     assert price_row_counts(engine) == (total * ROWS_PER_JOB, total * ROWS_PER_JOB)
     assert "Connection to broker lost" in log
-    # Workers run without gossip (stockpile.devstack.QUIET_WORKER_OPTIONS, as in compose): the
-    # reconnection logs no "Error on restarting Gossip" traceback.
+    # Workers run without gossip (`QUIET_WORKER_OPTIONS` of stockpile.devstack.processes, as in
+    # compose): the reconnection logs no "Error on restarting Gossip" traceback.
     assert "Gossip" not in log
 
 

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from shared.alphavantage import AlphaVantageClient, MalformedRow, UpstreamTimeout
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.errors import MalformedRow, UpstreamTimeout
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
