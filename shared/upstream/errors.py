@@ -27,13 +27,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from shared.models import JobErrorCode
 from shared.redaction import redact
 
 
 class AlphaVantageError(Exception):
     """Base of every AlphaVantage failure; the message is already redacted."""
 
-    code: ClassVar[str] = "upstream_error"
+    code: ClassVar[JobErrorCode] = JobErrorCode.UPSTREAM_ERROR
     retryable: ClassVar[bool] = True
 
     def __init__(self, message: str, *, symbol: str | None = None) -> None:
@@ -59,14 +60,14 @@ def _restore_error(cls: type[AlphaVantageError], state: dict[str, Any]) -> Alpha
 class InvalidSymbol(AlphaVantageError):
     """AlphaVantage does not serve this symbol (unknown, delisted or unsupported)."""
 
-    code = "invalid_symbol"
+    code = JobErrorCode.INVALID_SYMBOL
     retryable = False
 
 
 class BadApiKey(AlphaVantageError):
     """The API key is missing or rejected."""
 
-    code = "bad_api_key"
+    code = JobErrorCode.BAD_API_KEY
     retryable = False
 
 
@@ -77,7 +78,7 @@ class DemoKeyRejected(BadApiKey):
 class PremiumRequired(AlphaVantageError):
     """The request needs a premium AlphaVantage plan."""
 
-    code = "premium_required"
+    code = JobErrorCode.PREMIUM_REQUIRED
     retryable = False
 
 
@@ -92,7 +93,7 @@ class PremiumOutputSize(PremiumRequired):
 class RateLimited(AlphaVantageError):
     """AlphaVantage throttled the key; `retry_after` is a suggested wait in seconds, if known."""
 
-    code = "rate_limited"
+    code = JobErrorCode.RATE_LIMITED
     retryable = True
     retry_after: float | None = 60.0
 
@@ -125,7 +126,7 @@ class PlanRateLimited(RateLimited):
 class UpstreamError(AlphaVantageError):
     """AlphaVantage could not be reached or answered with a transport-level failure."""
 
-    code = "upstream_error"
+    code = JobErrorCode.UPSTREAM_ERROR
     retryable = True
 
 
@@ -148,7 +149,7 @@ class UpstreamUnavailable(UpstreamError):
 class BadResponse(AlphaVantageError):
     """The answer is not a usable TIME_SERIES_DAILY payload."""
 
-    code = "bad_response"
+    code = JobErrorCode.BAD_RESPONSE
     retryable = True
 
 

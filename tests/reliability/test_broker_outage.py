@@ -14,13 +14,11 @@ from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from stockpile.localstack import EmbeddedRedis, start_redis
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
-    clear_tracked_symbols,
     create_jobs,
     enter_together,
     job_rows,
@@ -40,14 +38,6 @@ ROWS_PER_JOB = 100
 WINDOW_SECONDS = 20
 WINDOW_LIMIT = 5
 SEEDED_LOG = f"seeded 1 window(s) from {WINDOW_LIMIT} recent call(s)"
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)
-    return engine
 
 
 @pytest.fixture
