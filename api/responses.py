@@ -70,8 +70,8 @@ READ_ERRORS: Responses = {
     400: error_doc("A parameter is invalid; `info.error` names it"),
     503: error_doc("The database is unavailable"),
 }
-# Every route behind the bearer token can answer this.
-UNAUTHORIZED: Responses = {401: error_doc("Missing or wrong bearer token")}
+# Every route behind the bearer token can answer these.
+WRITE_ERRORS: Responses = {**READ_ERRORS, 401: error_doc("Missing or wrong bearer token")}
 
 
 def pagination(count: int, page: int, limit: int) -> dict[str, int]:

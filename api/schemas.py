@@ -19,7 +19,7 @@ class JobError(BaseModel):
 
 
 class JobPublic(BaseModel):
-    """A job as the API shows it (never any secret: the row holds none)."""
+    """A job as the API shows it."""
 
     id: uuid.UUID
     symbol: str
@@ -36,7 +36,7 @@ class JobPublic(BaseModel):
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
-        """The public view of a job row."""
+        """The public view of a job row (never any secret: the row holds none)."""
         error = None
         if job.error_code:
             error = JobError(code=job.error_code, message=job.error_message or "")

@@ -13,7 +13,7 @@ from api.errors import NotFound
 from api.params import Limit, Page, Symbol
 from api.responses import (
     READ_ERRORS,
-    UNAUTHORIZED,
+    WRITE_ERRORS,
     Envelope,
     ListEnvelope,
     Responses,
@@ -93,7 +93,6 @@ class TrackedSymbol(SymbolCoverage):
     job: JobPublic | None
 
 
-_WRITE_ERRORS: Responses = {**READ_ERRORS, **UNAUTHORIZED}
 _NOT_TRACKED: Responses = {404: error_doc("Not tracked")}
 
 
@@ -138,7 +137,7 @@ def read_symbol(symbol: PathSymbol) -> JSONResponse:
             "model": Envelope[TrackedSymbol],
             "description": "Already tracked (a parked failure is cleared and retried)",
         },
-        **_WRITE_ERRORS,
+        **WRITE_ERRORS,
     },
 )
 def track_symbol(symbol: PathSymbol) -> JSONResponse:
@@ -168,7 +167,7 @@ def track_symbol(symbol: PathSymbol) -> JSONResponse:
     "/{symbol}",
     response_model=Envelope[SymbolCoverage],
     dependencies=[TokenDep],
-    responses={**_WRITE_ERRORS, **_NOT_TRACKED},
+    responses={**WRITE_ERRORS, **_NOT_TRACKED},
 )
 def untrack_symbol(symbol: PathSymbol) -> JSONResponse:
     """Stop tracking a symbol; its stored prices stay. Answers with what it was."""
