@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from api.deps import ExportConnections
+from api.export_pool import ExportConnections
 from shared.prices import PriceFilter, copy_prices_csv
 
 SEND_BATCH_BYTES = 128 * 1024

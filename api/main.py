@@ -6,9 +6,10 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.dashboard import install_dashboard
-from api.deps import get_limiter, lifespan
 from api.errors import document_400_not_422, install_error_handlers
+from api.lifespan import lifespan
 from api.metrics import MetricsMiddleware, build_registry
+from api.redis_clients import get_limiter
 from api.routes import budget, health, jobs, prices, symbols
 from shared.logs import configure_logging
 from shared.settings import get_settings

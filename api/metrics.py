@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.audit import calls_by_outcome
 from shared.db import session_scope
 from shared.models import JobStatus
-from shared.ratelimit import RedisRateLimiter
+from shared.upstream.ratelimit import RedisRateLimiter
 
 logger = logging.getLogger(__name__)
 

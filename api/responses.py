@@ -60,6 +60,20 @@ def utc_timestamp(value: datetime | None) -> str | None:
 Responses = dict[int | str, dict[str, Any]]
 
 
+def error_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses=` entry for an error answered in the envelope."""
+    return {"model": ErrorEnvelope, "description": description}
+
+
+# Every route reading the database can answer these two.
+READ_ERRORS: Responses = {
+    400: error_doc("A parameter is invalid; `info.error` names it"),
+    503: error_doc("The database is unavailable"),
+}
+# Every route behind the bearer token can answer these.
+WRITE_ERRORS: Responses = {**READ_ERRORS, 401: error_doc("Missing or wrong bearer token")}
+
+
 def pagination(count: int, page: int, limit: int) -> dict[str, int]:
     """The pagination block; `pages` is ceil(count / limit), 0 when nothing matches."""
     return {"count": count, "page": page, "limit": limit, "pages": math.ceil(count / limit)}

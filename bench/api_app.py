@@ -15,8 +15,8 @@ from typing import Annotated
 
 from fastapi import Query, Response
 
-from api.deps import IsoDate, Symbol
 from api.main import app
+from api.params import IsoDate, Symbol
 
 _ENVELOPE = b'{"data":"","info":{"error":""}}'
 

@@ -49,13 +49,14 @@ def main() -> None:
             )
         )
         # Imported once the environment points at the throwaway servers.
+        from shared.audit import audited_call_times
         from shared.db import dispose_engine, session_scope
         from shared.jobs import create_job
         from shared.refresh import Outcome, RunPolicy, run_job
         from shared.settings import get_settings
-        from shared.upstream import make_upstream
+        from shared.upstream.factory import make_upstream
 
-        upstream = make_upstream(get_settings())
+        upstream = make_upstream(get_settings(), audited_call_times)
         policy = RunPolicy.from_settings(get_settings())
 
         def new_jobs(prefix: str, count: int) -> list[uuid.UUID]:

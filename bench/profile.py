@@ -20,7 +20,7 @@ Parts = tuple[tuple[str, tuple[str, ...]], ...]
 API_PARTS: Parts = (
     ("psycopg2 execute and fetch", ("do_execute (sqlalchemy",)),
     ("SQLAlchemy (pool, statement, result)", ("sqlalchemy/",)),
-    ("asyncpg and the read pool", ("asyncpg/", "^api/deps.py")),
+    ("asyncpg and the read pool", ("asyncpg/", "^api/read_pool.py")),
     ("route and shared code", ("api/routes/", "shared/")),
     ("FastAPI parameter validation", ("solve_dependencies",)),
     ("worker-thread hop (AnyIO)", ("run_in_threadpool", "anyio/")),

@@ -43,7 +43,7 @@ from shared.db import make_engine
 from shared.dispatch import CONTROL_QUEUE
 from shared.jobs import create_job
 from shared.queue import TASK_DISPATCH_DUE_JOBS
-from shared.ratelimit import RateWindow, parse_rate_limits
+from shared.rate_windows import RateWindow, parse_rate_limits
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
 from tests.processes import celery_beat, celery_worker

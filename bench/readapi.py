@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import httpx
 from starlette.requests import Request
 
-from api.deps import ReadPool
+from api.read_pool import ReadPool
 from api.routes import prices
 from bench.dataset import DataSet
 from bench.loadgen import Throughput, run_http_load

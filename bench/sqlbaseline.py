@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from api.deps import ReadPool
+from api.read_pool import ReadPool
 from bench.loadgen import CONNECTIONS, Throughput
 from bench.pg import libpq_env
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from stockpile.devstack import QUIET_WORKER_OPTIONS
+from stockpile.devstack.processes import QUIET_WORKER_OPTIONS
 
 FIRST_ANSWER_SECONDS = 20.0
 # Docker's default health check interval and timeout, when the file sets none.

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
+from shared.db import session_scope
 from shared.jobs import held_by
 from shared.models import ApiCall, Job
 
@@ -103,6 +104,12 @@ def recent_call_times(session: Session, *, within: timedelta) -> list[float]:
         {"within": within},
     ).scalars()
     return [float(value) for value in rows]
+
+
+def audited_call_times(within: timedelta) -> list[float]:
+    """`recent_call_times` in a session of its own: the rate limiter's history."""
+    with session_scope() as session:
+        return recent_call_times(session, within=within)
 
 
 def calls_by_outcome(session: Session) -> Sequence[tuple[str, int]]:

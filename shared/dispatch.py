@@ -29,7 +29,7 @@ from shared.jobs import (
     seconds_until_lease_lapses,
     take_due_jobs,
 )
-from shared.ratelimit import LimiterStatus, RedisRateLimiter
+from shared.upstream.ratelimit import LimiterStatus, RedisRateLimiter
 
 logger = logging.getLogger(__name__)
 

@@ -23,13 +23,6 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared.alphavantage import (
-    AlphaVantageError,
-    DailyQuotaExceeded,
-    InvalidSymbol,
-    PremiumOutputSize,
-    RateLimited,
-)
 from shared.audit import finish_call, start_call
 from shared.db import autocommit_connection, session_scope
 from shared.heartbeat import LeaseTerms, heartbeat
@@ -40,11 +33,17 @@ from shared.jobs import (
     succeed_job,
 )
 from shared.market_calendar import last_completed_trading_day, trading_days
-from shared.models import Job, OutputSize, utcnow
+from shared.models import Job, JobErrorCode, OutputSize, utcnow
 from shared.prices import upsert_prices
 from shared.settings import Settings
 from shared.tracking import mark_failed, mark_refreshed
-from shared.upstream import Upstream
+from shared.upstream.errors import (
+    AlphaVantageError,
+    DailyQuotaExceeded,
+    PremiumOutputSize,
+    RateLimited,
+)
+from shared.upstream.factory import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ class _Run:
         if self.job.attempts >= self.policy.max_attempts:
             # Only a crash loop gets here: every earlier attempt died before finishing.
             return self._fail(
-                "upstream_error",
+                JobErrorCode.UPSTREAM_ERROR,
                 f"Gave up after {self.job.attempts} attempts that never finished.",
             )
         stored_through = self.stored_through
@@ -289,13 +288,13 @@ class _Run:
         logger.info("job %s %s: %s rows written", job.id, job.symbol, written)
         return RunResult(Outcome.SUCCEEDED, job)
 
-    def _fail(self, code: str, message: str) -> RunResult:
+    def _fail(self, code: JobErrorCode, message: str) -> RunResult:
         with session_scope() as session:
             self._record_call_end(session)
             job = fail_job(session, self.job.id, worker=self.worker, code=code, message=message)
             if job is None:
                 return RunResult(Outcome.NOT_CLAIMED)
-            if code == InvalidSymbol.code:
+            if code is JobErrorCode.INVALID_SYMBOL:
                 mark_failed(
                     session,
                     self.job.symbol,

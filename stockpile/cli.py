@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from shared.audit import audited_call_times
 from shared.db import session_scope
 from shared.jobs import create_job, get_job
 from shared.logs import configure_logging
@@ -23,7 +24,7 @@ from shared.models import Job, JobStatus
 from shared.refresh import Outcome, RunPolicy, run_job
 from shared.settings import get_settings
 from shared.symbols import normalize_symbol
-from shared.upstream import Upstream, make_upstream
+from shared.upstream.factory import Upstream, make_upstream
 
 app = typer.Typer(
     help="Stockpile: a local, queryable copy of daily stock prices from AlphaVantage.",
@@ -88,7 +89,7 @@ def fetch(
     configure_logging(settings)
     size = _outputsize(outputsize)
     wanted, all_ok = _symbols(symbols)
-    upstream = make_upstream(settings)
+    upstream = make_upstream(settings, audited_call_times)
     worker = f"cli:{uuid.uuid4().hex[:8]}"
     try:
         for symbol in wanted:
@@ -258,7 +259,8 @@ def dev(
     ] = Path(".stockpile"),
 ) -> None:
     """Run the whole stack here: PostgreSQL, Redis, API, worker, beat and Flower."""
-    from stockpile.devstack import DevError, DevOptions, run_dev
+    from stockpile.devstack.options import DevError, DevOptions
+    from stockpile.devstack.run import run_dev
 
     settings = get_settings()
     configure_logging(settings)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from stockpile.devstack import QUIET_WORKER_OPTIONS
+from stockpile.devstack.processes import QUIET_WORKER_OPTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar
 
-from shared.alphavantage import DailyBar
+from shared.upstream.parser import DailyBar
 
 T = TypeVar("T")
 

@@ -11,11 +11,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import database_session, get_limiter
 from api.errors import ServiceUnavailable
-from api.responses import Envelope, ErrorEnvelope, ok, utc_timestamp
+from api.redis_clients import get_limiter
+from api.responses import Envelope, error_doc, ok, utc_timestamp
+from api.sessions import database_session
 from shared.audit import calls_today_by_outcome
-from shared.ratelimit import LimiterStatus
+from shared.upstream.ratelimit import LimiterStatus
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["budget"])
@@ -83,7 +84,7 @@ def budget_json(status: LimiterStatus, calls_today: dict[str, int]) -> dict[str,
 @router.get(
     "/budget",
     response_model=Envelope[Budget],
-    responses={503: {"model": ErrorEnvelope, "description": "PostgreSQL or Redis is unavailable"}},
+    responses={503: error_doc("PostgreSQL or Redis is unavailable")},
 )
 def read_budget() -> JSONResponse:
     """Calls used and allowed in each rate window, any cooldown, and today's calls by outcome."""

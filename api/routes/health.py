@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import get_redis
-from api.responses import Envelope, ErrorEnvelope, ok
+from api.redis_clients import get_redis
+from api.responses import Envelope, error_doc, ok
 from api.responses import error as error_response
 from shared.db import get_engine
 
@@ -45,7 +45,7 @@ def _redis_ok() -> bool:
 @router.get(
     "/readyz",
     response_model=Envelope[dict[str, str]],
-    responses={503: {"model": ErrorEnvelope, "description": "A dependency is down"}},
+    responses={503: error_doc("A dependency is down")},
 )
 def readyz() -> JSONResponse:
     """PostgreSQL and Redis both answer; 503 names the ones that do not."""

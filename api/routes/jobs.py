@@ -9,19 +9,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Limit, Page, Symbol, TokenDep, database_session
+from api.auth import TokenDep
 from api.errors import NotFound
-from api.responses import (
-    Envelope,
-    ErrorEnvelope,
-    ListEnvelope,
-    Responses,
-    ok,
-    ok_list,
-    utc_timestamp,
-)
+from api.params import Limit, Page, Symbol
+from api.responses import READ_ERRORS, WRITE_ERRORS, Envelope, ListEnvelope, error_doc, ok, ok_list
+from api.schemas import JobPublic
+from api.sessions import database_session
 from shared.jobs import get_job, list_jobs
-from shared.models import Job, JobStatus
+from shared.models import JobStatus
 from shared.queue import submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -38,59 +33,10 @@ class JobRequest(BaseModel):
     )
 
 
-class JobError(BaseModel):
-    """Why a job failed."""
-
-    code: str
-    message: str
-
-
-class JobPublic(BaseModel):
-    """A job as the API shows it."""
-
-    id: uuid.UUID
-    symbol: str
-    status: JobStatus
-    outputsize: str | None
-    attempts: int
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    not_before: str | None
-    rows_written: int | None
-    error: JobError | None
-    detail: str | None
-
-
-def job_json(job: Job) -> dict[str, object]:
-    """The public JSON of a job (never any secret: the row holds none)."""
-    return {
-        "id": str(job.id),
-        "symbol": job.symbol,
-        "status": job.status,
-        "outputsize": job.outputsize,
-        "attempts": job.attempts,
-        "created_at": utc_timestamp(job.created_at),
-        "started_at": utc_timestamp(job.started_at),
-        "finished_at": utc_timestamp(job.finished_at),
-        "not_before": utc_timestamp(job.not_before),
-        "rows_written": job.rows_written,
-        "error": (
-            {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
-        ),
-        "detail": job.detail,
-    }
-
-
-_READ_ERRORS: Responses = {
-    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
-    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
-}
-_WRITE_ERRORS: Responses = {
-    **_READ_ERRORS,
-    400: {"model": ErrorEnvelope, "description": "Invalid symbol or body"},
-    401: {"model": ErrorEnvelope, "description": "Missing or wrong bearer token"},
-    413: {"model": ErrorEnvelope, "description": "The body is larger than 64 KiB"},
+# The POST's own 400 wording replaces the generic one in place: the order stays 400, 503, 401, 413.
+_CREATE_ERRORS = WRITE_ERRORS | {
+    400: error_doc("Invalid symbol or body"),
+    413: error_doc("The body is larger than 64 KiB"),
 }
 
 
@@ -101,7 +47,7 @@ _WRITE_ERRORS: Responses = {
     dependencies=[TokenDep],
     responses={
         200: {"model": Envelope[JobPublic], "description": "A job for the symbol is in flight"},
-        **_WRITE_ERRORS,
+        **_CREATE_ERRORS,
     },
 )
 def create_refresh_job(request: JobRequest) -> JSONResponse:
@@ -110,7 +56,7 @@ def create_refresh_job(request: JobRequest) -> JSONResponse:
         result = submit_job(session, request.symbol, outputsize=request.outputsize, source="api")
     job = result.job
     return ok(
-        job_json(job),
+        JobPublic.from_job(job).body(),
         status_code=202 if result.created else 200,
         headers={"Location": f"/jobs/{job.id}"},
     )
@@ -119,7 +65,7 @@ def create_refresh_job(request: JobRequest) -> JSONResponse:
 @router.get(
     "/{job_id}",
     response_model=Envelope[JobPublic],
-    responses={404: {"model": ErrorEnvelope, "description": "No such job"}, **_READ_ERRORS},
+    responses={404: error_doc("No such job"), **READ_ERRORS},
 )
 def read_job(job_id: uuid.UUID) -> JSONResponse:
     """One job, as it is now."""
@@ -127,10 +73,10 @@ def read_job(job_id: uuid.UUID) -> JSONResponse:
         job = get_job(session, job_id)
     if job is None:
         raise NotFound(f"No job with id {job_id}.")
-    return ok(job_json(job))
+    return ok(JobPublic.from_job(job).body())
 
 
-@router.get("", response_model=ListEnvelope[JobPublic], responses=_READ_ERRORS)
+@router.get("", response_model=ListEnvelope[JobPublic], responses=READ_ERRORS)
 def read_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     symbol: Annotated[Symbol | None, Query(description="Only jobs for this symbol")] = None,
@@ -142,4 +88,6 @@ def read_jobs(
         jobs, count = list_jobs(
             session, status=status, symbol=symbol, limit=limit, offset=(page - 1) * limit
         )
-    return ok_list([job_json(job) for job in jobs], count=count, page=page, limit=limit)
+    return ok_list(
+        [JobPublic.from_job(job).body() for job in jobs], count=count, page=page, limit=limit
+    )

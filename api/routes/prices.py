@@ -8,10 +8,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import IsoDate, Limit, Page, Symbol, export_connections, read_pool
 from api.errors import BadRequest, NotFound
 from api.export import CsvExportResponse
-from api.responses import Envelope, ErrorEnvelope, ListEnvelope, Responses, ok, ok_list
+from api.lifespan import export_connections, read_pool
+from api.params import IsoDate, Limit, Page, Symbol
+from api.responses import (
+    READ_ERRORS,
+    Envelope,
+    ErrorEnvelope,
+    ListEnvelope,
+    error_doc,
+    ok,
+    ok_list,
+)
 from shared.prices import PriceFilter, price_page, price_statistics, stored_symbols
 
 router = APIRouter(prefix="/api", tags=["prices"])
@@ -45,12 +54,6 @@ class Statistics(BaseModel):
     average_daily_volume: int
 
 
-_ERRORS: Responses = {
-    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
-    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
-}
-
-
 # The envelope's schema, in the components of the document since the other routes use it.
 _ERROR_SCHEMA = f"#/components/schemas/{ErrorEnvelope.__name__}"
 
@@ -60,7 +63,7 @@ def _check_range(start_date: object, end_date: object) -> None:
         raise BadRequest("Invalid 'start_date': it is after 'end_date'.")
 
 
-@router.get("/financial_data", response_model=ListEnvelope[PriceItem], responses=_ERRORS)
+@router.get("/financial_data", response_model=ListEnvelope[PriceItem], responses=READ_ERRORS)
 async def read_financial_data(
     request: Request,
     start_date: Annotated[IsoDate | None, Query(description="First day, inclusive")] = None,
@@ -103,7 +106,7 @@ async def read_financial_data(
                 "description": response["description"],
                 "content": {"application/json": {"schema": {"$ref": _ERROR_SCHEMA}}},
             }
-            for status, response in _ERRORS.items()
+            for status, response in READ_ERRORS.items()
         },
     },
 )
@@ -123,7 +126,7 @@ async def export_financial_data(
 @router.get(
     "/statistics",
     response_model=Envelope[Statistics],
-    responses={**_ERRORS, 404: {"model": ErrorEnvelope, "description": "No stored day in range"}},
+    responses={**READ_ERRORS, 404: error_doc("No stored day in range")},
 )
 async def read_statistics(
     request: Request,
@@ -148,7 +151,7 @@ async def read_statistics(
     )
 
 
-@router.get("/stored_symbols", response_model=ListEnvelope[StoredSymbol], responses=_ERRORS)
+@router.get("/stored_symbols", response_model=ListEnvelope[StoredSymbol], responses=READ_ERRORS)
 async def read_stored_symbols(request: Request, limit: Limit = 100, page: Page = 1) -> JSONResponse:
     """Every symbol with stored prices (tracked or not), alphabetically, with its row count."""
     count, rows = await stored_symbols(

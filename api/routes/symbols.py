@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import Limit, Page, Symbol, TokenDep, database_session
+from api.auth import TokenDep
 from api.errors import NotFound
+from api.params import Limit, Page, Symbol
 from api.responses import (
+    READ_ERRORS,
+    WRITE_ERRORS,
     Envelope,
-    ErrorEnvelope,
     ListEnvelope,
     Responses,
+    error_doc,
     ok,
     ok_list,
     utc_timestamp,
 )
-from api.routes.jobs import JobPublic, job_json
+from api.schemas import JobPublic
+from api.sessions import database_session
 from shared.market_calendar import last_completed_trading_day
 from shared.models import utcnow
 from shared.queue import submit_job
@@ -54,6 +58,34 @@ class SymbolCoverage(BaseModel):
     )
     lagging: bool = Field(description="Whether `last_date` is missing or before `last_trading_day`")
 
+    @classmethod
+    def from_coverage(cls, coverage: Coverage) -> SymbolCoverage:
+        """The public view of a tracked symbol, with whether its data lags the market."""
+        last_trading_day = last_completed_trading_day(utcnow())
+        failure = None
+        if coverage.failure_code is not None:
+            failure = Failure(
+                code=coverage.failure_code,
+                message=coverage.failure_message or "",
+                failed_at=utc_timestamp(coverage.failed_at),
+                retry_at=utc_timestamp(coverage.retry_at),
+            )
+        return cls(
+            symbol=coverage.symbol,
+            tracked_since=utc_timestamp(coverage.tracked_since) or "",
+            first_date=coverage.first_date.isoformat() if coverage.first_date else None,
+            last_date=coverage.last_date.isoformat() if coverage.last_date else None,
+            rows=coverage.rows,
+            last_refreshed_at=utc_timestamp(coverage.last_refreshed_at),
+            failure=failure,
+            last_trading_day=last_trading_day.isoformat(),
+            lagging=coverage.last_date is None or coverage.last_date < last_trading_day,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON of this symbol, as the envelope's `data` carries it."""
+        return self.model_dump(mode="json")
+
 
 class TrackedSymbol(SymbolCoverage):
     """A symbol just tracked, with the refresh job started for it (null when none was needed)."""
@@ -61,57 +93,30 @@ class TrackedSymbol(SymbolCoverage):
     job: JobPublic | None
 
 
-def coverage_json(coverage: Coverage) -> dict[str, object]:
-    """The public JSON of a tracked symbol, with whether its data lags the market."""
-    last_trading_day = last_completed_trading_day(utcnow())
-    failure = None
-    if coverage.failure_code is not None:
-        failure = {
-            "code": coverage.failure_code,
-            "message": coverage.failure_message or "",
-            "failed_at": utc_timestamp(coverage.failed_at),
-            "retry_at": utc_timestamp(coverage.retry_at),
-        }
-    return {
-        "symbol": coverage.symbol,
-        "tracked_since": utc_timestamp(coverage.tracked_since),
-        "first_date": coverage.first_date.isoformat() if coverage.first_date else None,
-        "last_date": coverage.last_date.isoformat() if coverage.last_date else None,
-        "rows": coverage.rows,
-        "last_refreshed_at": utc_timestamp(coverage.last_refreshed_at),
-        "failure": failure,
-        "last_trading_day": last_trading_day.isoformat(),
-        "lagging": coverage.last_date is None or coverage.last_date < last_trading_day,
-    }
-
-
-_READ_ERRORS: Responses = {
-    400: {"model": ErrorEnvelope, "description": "A parameter is invalid; `info.error` names it"},
-    503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
-}
-_WRITE_ERRORS: Responses = {
-    **_READ_ERRORS,
-    401: {"model": ErrorEnvelope, "description": "Missing or wrong bearer token"},
-}
-_NOT_TRACKED: Responses = {404: {"model": ErrorEnvelope, "description": "Not tracked"}}
+_NOT_TRACKED: Responses = {404: error_doc("Not tracked")}
 
 
 def _not_tracked(symbol: str) -> NotFound:
     return NotFound(f"Symbol {symbol} is not tracked.")
 
 
-@router.get("", response_model=ListEnvelope[SymbolCoverage], responses=_READ_ERRORS)
+@router.get("", response_model=ListEnvelope[SymbolCoverage], responses=READ_ERRORS)
 def read_symbols(limit: Limit = 100, page: Page = 1) -> JSONResponse:
     """Tracked symbols in alphabetical order, with their stored range and refresh state."""
     with database_session() as session:
         tracked, count = list_tracked(session, limit=limit, offset=(page - 1) * limit)
-    return ok_list([coverage_json(c) for c in tracked], count=count, page=page, limit=limit)
+    return ok_list(
+        [SymbolCoverage.from_coverage(c).body() for c in tracked],
+        count=count,
+        page=page,
+        limit=limit,
+    )
 
 
 @router.get(
     "/{symbol}",
     response_model=Envelope[SymbolCoverage],
-    responses={**_READ_ERRORS, **_NOT_TRACKED},
+    responses={**READ_ERRORS, **_NOT_TRACKED},
 )
 def read_symbol(symbol: PathSymbol) -> JSONResponse:
     """One tracked symbol."""
@@ -119,7 +124,7 @@ def read_symbol(symbol: PathSymbol) -> JSONResponse:
         coverage = get_tracked(session, symbol)
     if coverage is None:
         raise _not_tracked(symbol)
-    return ok(coverage_json(coverage))
+    return ok(SymbolCoverage.from_coverage(coverage).body())
 
 
 @router.put(
@@ -132,7 +137,7 @@ def read_symbol(symbol: PathSymbol) -> JSONResponse:
             "model": Envelope[TrackedSymbol],
             "description": "Already tracked (a parked failure is cleared and retried)",
         },
-        **_WRITE_ERRORS,
+        **WRITE_ERRORS,
     },
 )
 def track_symbol(symbol: PathSymbol) -> JSONResponse:
@@ -149,7 +154,10 @@ def track_symbol(symbol: PathSymbol) -> JSONResponse:
     if coverage is None:  # untracked by a concurrent DELETE in between
         raise _not_tracked(symbol)
     return ok(
-        {**coverage_json(coverage), "job": job_json(job) if job is not None else None},
+        TrackedSymbol(
+            **dict(SymbolCoverage.from_coverage(coverage)),
+            job=JobPublic.from_job(job) if job is not None else None,
+        ).body(),
         status_code=201 if result.created else 200,
         headers={"Location": f"/symbols/{symbol}"} if result.created else None,
     )
@@ -159,7 +167,7 @@ def track_symbol(symbol: PathSymbol) -> JSONResponse:
     "/{symbol}",
     response_model=Envelope[SymbolCoverage],
     dependencies=[TokenDep],
-    responses={**_WRITE_ERRORS, **_NOT_TRACKED},
+    responses={**WRITE_ERRORS, **_NOT_TRACKED},
 )
 def untrack_symbol(symbol: PathSymbol) -> JSONResponse:
     """Stop tracking a symbol; its stored prices stay. Answers with what it was."""
@@ -168,4 +176,4 @@ def untrack_symbol(symbol: PathSymbol) -> JSONResponse:
         if coverage is None or not untrack(session, symbol):
             raise _not_tracked(symbol)
         session.commit()
-    return ok(coverage_json(coverage))
+    return ok(SymbolCoverage.from_coverage(coverage).body())

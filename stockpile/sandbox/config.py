@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stockpile.sandbox.limits import parse_limits
+from shared.rate_windows import parse_rate_limits
 
 SERIES_START = date(1999, 11, 1)
 
@@ -81,7 +81,7 @@ class SandboxConfig(BaseModel):
     def _parseable_limits(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        parse_limits(value)
+        parse_rate_limits(value)
         return value
 
     @field_validator("invalid_symbols")

@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.market_calendar import NEW_YORK, last_completed_trading_day
+from shared.rate_windows import RateWindow, parse_rate_limits
 from stockpile.sandbox.config import Outcome, SandboxConfig, ScriptStep
 from stockpile.sandbox.data import SeriesStore
-from stockpile.sandbox.limits import ServedCallLimiter, Window, parse_limits
+from stockpile.sandbox.limits import ServedCallLimiter
 
 SERVED_FUNCTION = "TIME_SERIES_DAILY"
 PREMIUM_FUNCTIONS = frozenset({"TIME_SERIES_DAILY_ADJUSTED"})
@@ -226,7 +227,7 @@ class Sandbox:
 def _limiter_for(config: SandboxConfig) -> ServedCallLimiter | None:
     if config.limits is None:
         return None
-    return ServedCallLimiter(parse_limits(config.limits))
+    return ServedCallLimiter(parse_rate_limits(config.limits))
 
 
 def _forced(step: ScriptStep | None) -> Outcome | None:
@@ -254,7 +255,7 @@ def _rejection(
     return None
 
 
-def _limit_outcome(window: Window) -> Outcome:
+def _limit_outcome(window: RateWindow) -> Outcome:
     if window.seconds < 60:
         return Outcome.BURST_LIMIT
     if window.seconds >= 86_400:

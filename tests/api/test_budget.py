@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from api.deps import get_limiter, get_redis
+from api.redis_clients import get_limiter, get_redis
 from shared.audit import calls_today_by_outcome
-from shared.ratelimit import RedisRateLimiter
 from shared.settings import get_settings
+from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
 from tests.support import API_TOKEN, FAKE_API_KEY
 

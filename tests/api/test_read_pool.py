@@ -9,8 +9,8 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
-from api.deps import READ_POOL_SIZE, ReadPool
 from api.errors import ServiceUnavailable
+from api.read_pool import READ_POOL_SIZE, ReadPool
 from shared.db import STATEMENT_TIMEOUT_MS, asyncpg_dsn
 
 T = TypeVar("T")

@@ -14,13 +14,11 @@ from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from stockpile.localstack import EmbeddedRedis, start_redis
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
-    clear_tracked_symbols,
     create_jobs,
     enter_together,
     job_rows,
@@ -40,14 +38,6 @@ ROWS_PER_JOB = 100
 WINDOW_SECONDS = 20
 WINDOW_LIMIT = 5
 SEEDED_LOG = f"seeded 1 window(s) from {WINDOW_LIMIT} recent call(s)"
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)
-    return engine
 
 
 @pytest.fixture
@@ -93,8 +83,8 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
     assert len({row.symbol for row in rows}) == total
     assert price_row_counts(engine) == (total * ROWS_PER_JOB, total * ROWS_PER_JOB)
     assert "Connection to broker lost" in log
-    # Workers run without gossip (stockpile.devstack.QUIET_WORKER_OPTIONS, as in compose): the
-    # reconnection logs no "Error on restarting Gossip" traceback.
+    # Workers run without gossip (`QUIET_WORKER_OPTIONS` of stockpile.devstack.processes, as in
+    # compose): the reconnection logs no "Error on restarting Gossip" traceback.
     assert "Gossip" not in log
 
 

@@ -25,7 +25,6 @@ from shared.jobs import claim_job
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_beat, celery_worker
 from tests.reliability.harness import (
-    clear_tracked_symbols,
     count_rows,
     create_jobs,
     enter_together,
@@ -61,14 +60,6 @@ class Kill:
     kind: str
     worker: str
     victims: dict[uuid.UUID, int]
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)
-    return engine
 
 
 class Held(NamedTuple):

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
 from shared.queue import QUEUE
 from stockpile.localstack import free_port
@@ -30,7 +29,6 @@ from stockpile.sandbox.server import SandboxHandle
 from tests.processes import CELERY, Process, celery_beat, celery_worker
 from tests.reliability.harness import (
     FINISHED,
-    clear_tracked_symbols,
     enter_together,
     job_rows,
 )
@@ -107,14 +105,6 @@ def _answers(process: Process, url: str) -> bool:
         return httpx.get(url, timeout=2, trust_env=False).status_code < 500
     except httpx.TransportError:
         return False
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)
-    return engine
 
 
 def _dump_database(engine: Engine) -> str:

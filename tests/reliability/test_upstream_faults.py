@@ -14,13 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
-from shared.alphavantage import AlphaVantageClient, MalformedRow, UpstreamTimeout
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.errors import MalformedRow, UpstreamTimeout
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
 from tests.reliability.harness import (
-    clear_tracked_symbols,
     create_jobs,
     enter_together,
     job_rows,
@@ -61,14 +60,6 @@ CASES = (
     # A row with a non-numeric price: the same answer would come back, so it fails at once.
     Case("BADNUM", ("bad_number",), "failed", "bad_response", frozenset({1})),
 )
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)
-    return engine
 
 
 @pytest.mark.e2e

@@ -2,10 +2,9 @@
 
 from datetime import date
 
-import pytest
-
+from shared.rate_windows import RateWindow
 from stockpile.sandbox.data import SeriesStore, generate_bars
-from stockpile.sandbox.limits import ServedCallLimiter, Window, parse_limits
+from stockpile.sandbox.limits import ServedCallLimiter
 
 END = date(2024, 7, 8)
 
@@ -49,39 +48,20 @@ def test_store_bars_reused_for_earlier_end() -> None:
     assert later.endswith(earlier[len(b"timestamp,open,high,low,close,volume\r\n") :])
 
 
-@pytest.mark.parametrize(
-    ("text", "windows"),
-    [
-        ("1/second,25/day", (Window(1, 1), Window(25, 86_400))),
-        ("3/5second", (Window(3, 5),)),
-        (" 75 / minute ", (Window(75, 60),)),
-        ("10/2hours,5/d", (Window(10, 7200), Window(5, 86_400))),
-    ],
-)
-def test_parse_limits_valid(text: str, windows: tuple[Window, ...]) -> None:
-    assert parse_limits(text) == windows
-
-
-@pytest.mark.parametrize("text", ["", "5", "5/fortnight", "0/second", "3/0second", "x/day"])
-def test_parse_limits_invalid(text: str) -> None:
-    with pytest.raises(ValueError, match="invalid limit"):
-        parse_limits(text)
-
-
 def test_limiter_sliding_window_boundary() -> None:
-    limiter = ServedCallLimiter([Window(2, 10)])
+    limiter = ServedCallLimiter([RateWindow(2, 10)])
     assert limiter.acquire("k", 100.0) is None
     assert limiter.acquire("k", 105.0) is None
-    assert limiter.acquire("k", 109.9) == Window(2, 10)
+    assert limiter.acquire("k", 109.9) == RateWindow(2, 10)
     assert limiter.acquire("k", 110.0) is None  # the call at 100.0 has left the window
-    assert limiter.acquire("k", 114.9) == Window(2, 10)
+    assert limiter.acquire("k", 114.9) == RateWindow(2, 10)
     assert limiter.acquire("other", 114.9) is None
 
 
 def test_limiter_reports_longest_full_window() -> None:
-    limiter = ServedCallLimiter([Window(1, 1), Window(2, 86_400)])
+    limiter = ServedCallLimiter([RateWindow(1, 1), RateWindow(2, 86_400)])
     assert limiter.acquire("k", 0.0) is None
-    assert limiter.acquire("k", 0.5) == Window(1, 1)
+    assert limiter.acquire("k", 0.5) == RateWindow(1, 1)
     assert limiter.acquire("k", 2.0) is None
-    assert limiter.acquire("k", 2.1) == Window(2, 86_400)
-    assert limiter.acquire("k", 5.0) == Window(2, 86_400)
+    assert limiter.acquire("k", 2.1) == RateWindow(2, 86_400)
+    assert limiter.acquire("k", 5.0) == RateWindow(2, 86_400)

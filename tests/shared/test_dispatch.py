@@ -25,7 +25,8 @@ from shared.dispatch import (
     reserve_follow_up,
 )
 from shared.jobs import create_job, take_due_jobs
-from shared.ratelimit import RedisRateLimiter, parse_rate_limits
+from shared.rate_windows import parse_rate_limits
+from shared.upstream.ratelimit import RedisRateLimiter
 
 RESEND_AFTER = 120.0
 

@@ -17,20 +17,21 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.alphavantage import AlphaVantageClient
 from shared.heartbeat import LeaseTerms
 from shared.jobs import create_job, get_job
 from shared.market_calendar import last_completed_trading_day, trading_days
 from shared.models import Job, utcnow
 from shared.prices import upsert_prices
-from shared.ratelimit import RedisRateLimiter, parse_rate_limits
+from shared.rate_windows import parse_rate_limits
 from shared.refresh import Outcome, RunPolicy, RunResult, run_job
-from shared.upstream import (
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.factory import (
     LIMITER_KEY_PREFIX,
     LIMITER_MARGIN_SECONDS,
     FullHistoryMemory,
     Upstream,
 )
+from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
 from tests.support import FAKE_API_KEY, bar
 

@@ -15,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from stockpile.devstack import (
-    SANDBOX_API_KEY,
-    DevError,
-    DevOptions,
-    child_environment,
-    load_or_create_secret,
-    process_commands,
-    run_dev,
-)
+from stockpile.devstack.credentials import load_or_create_secret
+from stockpile.devstack.options import DevError, DevOptions
+from stockpile.devstack.processes import SANDBOX_API_KEY, child_environment, process_commands
+from stockpile.devstack.run import run_dev
 from stockpile.localstack import Services
 
 

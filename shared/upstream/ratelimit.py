@@ -19,43 +19,24 @@ initialized`` (marker, no TTL: its absence is the signal that data was lost), ``
 with ``until_us`` and ``reason``, TTL = the cooldown) and ``:seq`` (makes log members unique).
 Every key goes through KEYS, so a hash-tagged prefix such as ``{stockpile:ratelimit}`` also works
 on Redis Cluster. Needs Redis >= 5 (effect replication of scripts that call TIME).
+
+The scripts live beside this module (``*.lua``, shipped as package data); each is prefixed with
+``common.lua``, the helpers they share.
 """
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import redis
 
+from shared.rate_windows import RateWindow
+
 logger = logging.getLogger(__name__)
 
-_UNIT_SECONDS: dict[str, int] = {
-    "second": 1,
-    "seconds": 1,
-    "sec": 1,
-    "s": 1,
-    "minute": 60,
-    "minutes": 60,
-    "min": 60,
-    "m": 60,
-    "hour": 3600,
-    "hours": 3600,
-    "h": 3600,
-    "day": 86400,
-    "days": 86400,
-    "d": 86400,
-}
-# Largest unit first, so labels prefer "25/day" over "25/86400second".
-_LABEL_UNITS: tuple[tuple[str, int], ...] = (
-    ("day", 86400),
-    ("hour", 3600),
-    ("minute", 60),
-    ("second", 1),
-)
-_WINDOW_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-zA-Z]+)\s*$")
 _MICROS = 1_000_000
 # Audit timestamps a little older than the longest window are still sent to the seeding script,
 # which decides membership with Redis' own clock; the margin only absorbs the round trip.
@@ -65,29 +46,6 @@ _REBUILD_MARGIN_SECONDS = 60.0
 _MAX_ATTEMPTS = 3
 
 _NOT_INITIALIZED = -1
-
-
-@dataclass(frozen=True)
-class RateWindow:
-    """At most ``limit`` calls in any sliding interval of ``seconds`` seconds."""
-
-    limit: int
-    seconds: int
-
-    def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise ValueError(f"rate window limit must be at least 1, got {self.limit}")
-        if self.seconds < 1:
-            raise ValueError(f"rate window length must be at least 1 second, got {self.seconds}")
-
-    @property
-    def label(self) -> str:
-        """Human and metric label such as ``25/day`` or ``8/2second``."""
-        for unit, unit_seconds in _LABEL_UNITS:
-            if self.seconds % unit_seconds == 0:
-                count = self.seconds // unit_seconds
-                return f"{self.limit}/{unit}" if count == 1 else f"{self.limit}/{count}{unit}"
-        raise AssertionError("unreachable: every length is a multiple of one second")
 
 
 @dataclass(frozen=True)
@@ -132,207 +90,16 @@ class LimiterStatus:
         return min(w.remaining for w in self.windows)
 
 
-def parse_rate_limits(text: str) -> tuple[RateWindow, ...]:
-    """Parse ``1/second,25/day`` (units second/minute/hour/day, or ``N/Kunit``) into windows."""
-    if not text.strip():
-        raise ValueError("rate limits must not be empty; expected e.g. '1/second,25/day'")
-    windows: list[RateWindow] = []
-    for part in text.split(","):
-        windows.append(_parse_window(part, text))
-    lengths = [w.seconds for w in windows]
-    duplicates = sorted({s for s in lengths if lengths.count(s) > 1})
-    if duplicates:
-        labels = ", ".join(w.label for w in windows if w.seconds in duplicates)
-        raise ValueError(f"rate limits {text!r} give the same window length twice: {labels}")
-    return tuple(windows)
+def _script(name: str) -> str:
+    folder = resources.files("shared.upstream")
+    return (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
 
 
-def _parse_window(part: str, text: str) -> RateWindow:
-    match = _WINDOW_RE.match(part)
-    unit = match.group(3).lower() if match else ""
-    if match is None or unit not in _UNIT_SECONDS:
-        raise ValueError(
-            f"invalid rate limit {part.strip()!r} in {text!r}: expected N/second, N/minute, "
-            "N/hour or N/day"
-        )
-    limit = int(match.group(1))
-    count = int(match.group(2)) if match.group(2) else 1
-    if limit < 1 or count < 1:
-        raise ValueError(f"invalid rate limit {part.strip()!r} in {text!r}: numbers must be >= 1")
-    return RateWindow(limit=limit, seconds=count * _UNIT_SECONDS[unit])
-
-
-# Shared Lua helpers. Numbers are integer microseconds; they are formatted with %d before being
-# handed to Redis because Lua's tostring() keeps only 14 significant digits.
-_LUA_COMMON = """
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-
-local function fmt(n)
-  return string.format('%d', n)
-end
-
--- Calls in (now - len, now] and the wait until one of them leaves so that a call fits again.
-local function window_usage(key, limit, len, now)
-  local used = redis.call('ZCOUNT', key, '(' .. fmt(now - len), '+inf')
-  if used < limit then
-    return used, 0
-  end
-  local blocker = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(now - len), '+inf',
-    'WITHSCORES', 'LIMIT', used - limit, 1)
-  return used, tonumber(blocker[2]) + len - now
-end
-
-local function cooldown_wait(key, now)
-  local until_us = redis.call('HGET', key, 'until_us')
-  if until_us and tonumber(until_us) > now then
-    return tonumber(until_us) - now
-  end
-  return 0
-end
-"""
-
-# KEYS: cooldown, seq, then (log, marker) per window.
-# ARGV: cost_id, then (limit, len_us) per window.
-# Returns {1, 0, now} granted, {0, wait, now} denied, {-1, 0, now} when a window's state is lost.
-_ACQUIRE_LUA = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local n = (#KEYS - 2) / 2
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[2 + 2 * i]) == 0 then
-    return {-1, 0, now}
-  end
-end
-local wait = cooldown_wait(KEYS[1], now)
-local longest = 0
-for i = 1, n do
-  local key = KEYS[1 + 2 * i]
-  local limit = tonumber(ARGV[2 * i])
-  local len = tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - len))
-  local _, w = window_usage(key, limit, len, now)
-  if w > wait then wait = w end
-  if len > longest then longest = len end
-end
-if wait > 0 then
-  return {0, wait, now}
-end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], fmt(math.ceil(longest / 1000)))
-local member = fmt(now) .. ':' .. fmt(seq) .. ':' .. ARGV[1]
-for i = 1, n do
-  local key = KEYS[1 + 2 * i]
-  redis.call('ZADD', key, fmt(now), member)
-  redis.call('PEXPIRE', key, fmt(math.ceil(tonumber(ARGV[2 * i + 1]) / 1000)))
-end
-return {1, 0, now}
-"""
-)
-
-# KEYS: cooldown. ARGV: duration_us, reason. Never shortens a longer cooldown already in place.
-# Returns the remaining cooldown after the call.
-_COOLDOWN_LUA = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local until_us = now + tonumber(ARGV[1])
-local current = redis.call('HGET', KEYS[1], 'until_us')
-if current and tonumber(current) >= until_us then
-  return tonumber(current) - now
-end
-redis.call('HSET', KEYS[1], 'until_us', fmt(until_us), 'reason', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], fmt(math.ceil(tonumber(ARGV[1]) / 1000)))
-return tonumber(ARGV[1])
-"""
-)
-
-# KEYS: log, marker. ARGV: limit, len_us. Fills the window up to its limit with entries stamped
-# now, so no call is granted until the oldest entry already there leaves the window.
-# Returns {wait, now}, or {-1, now} when the window's state is lost.
-_EXHAUST_LUA = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  return {-1, now}
-end
-local limit = tonumber(ARGV[1])
-local len = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now - len))
-local used = redis.call('ZCARD', KEYS[1])
-for i = used + 1, limit do
-  redis.call('ZADD', KEYS[1], fmt(now), 'x:' .. fmt(now) .. ':' .. fmt(i))
-end
-redis.call('PEXPIRE', KEYS[1], fmt(math.ceil(len / 1000)))
-local _, wait = window_usage(KEYS[1], limit, len, now)
-return {wait, now}
-"""
-)
-
-# KEYS: (log, marker) per window. ARGV: count of windows, len_us per window, then the audit
-# timestamps in microseconds, sorted. Seeds only windows whose marker is missing, then sets it.
-# Members are derived from the timestamps, so seeding the same history twice adds nothing.
-# Returns how many windows were seeded.
-_REBUILD_LUA = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local n = tonumber(ARGV[1])
-local seeded = 0
-for i = 1, n do
-  local key = KEYS[2 * i - 1]
-  local marker = KEYS[2 * i]
-  local len = tonumber(ARGV[1 + i])
-  if redis.call('EXISTS', marker) == 0 then
-    local previous = nil
-    local repeat_count = 0
-    for j = n + 2, #ARGV do
-      local ts = tonumber(ARGV[j])
-      if ts == previous then
-        repeat_count = repeat_count + 1
-      else
-        repeat_count = 0
-      end
-      previous = ts
-      if ts > now - len then
-        -- A call stamped in the future (clock skew) counts as made now.
-        local score = math.min(ts, now)
-        redis.call('ZADD', key, fmt(score), 'a:' .. fmt(ts) .. ':' .. fmt(repeat_count))
-      end
-    end
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('PEXPIRE', key, fmt(math.ceil(len / 1000)))
-    end
-    redis.call('SET', marker, fmt(now))
-    seeded = seeded + 1
-  end
-end
-return seeded
-"""
-)
-
-# KEYS: cooldown, then (log, marker) per window. ARGV: (limit, len_us) per window. Read-only.
-# Returns {now, cooldown_wait, reason, then (used, wait, has_marker) per window}.
-_STATUS_LUA = (
-    _LUA_COMMON
-    + """
-local now = now_us()
-local result = {now, cooldown_wait(KEYS[1], now), redis.call('HGET', KEYS[1], 'reason') or ''}
-local n = (#KEYS - 1) / 2
-for i = 1, n do
-  local used, wait = window_usage(KEYS[2 * i], tonumber(ARGV[2 * i - 1]),
-    tonumber(ARGV[2 * i]), now)
-  table.insert(result, used)
-  table.insert(result, wait)
-  table.insert(result, redis.call('EXISTS', KEYS[2 * i + 1]))
-end
-return result
-"""
-)
+_ACQUIRE_LUA = _script("acquire")
+_COOLDOWN_LUA = _script("cooldown")
+_EXHAUST_LUA = _script("exhaust")
+_REBUILD_LUA = _script("rebuild")
+_STATUS_LUA = _script("status")
 
 
 class LimiterStateLostError(RuntimeError):
@@ -466,11 +233,6 @@ class RedisRateLimiter:
             cooldown_reason=reason if cooldown_us > 0 and reason else None,
             at=now_us / _MICROS,
         )
-
-    def available_now(self) -> int:
-        """How many tokens could be granted right now (re-seeding lost state first)."""
-        self.ensure_initialized()
-        return self.status().available
 
     def is_initialized(self) -> bool:
         """Whether every window's state is present in Redis."""

@@ -1,18 +1,25 @@
-"""AlphaVantage as the fleet shares it: the client, the one rate limiter, and what we learnt."""
+"""AlphaVantage as the fleet shares it: the client, the one rate limiter, and what we learnt.
+
+The limiter re-seeds itself from the audit log after Redis loses its data; the log is a domain
+table, so the caller hands its reader in (`CallHistory`) and this wing stays below the domain.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import redis
 
-from shared.alphavantage import AlphaVantageClient
-from shared.audit import recent_call_times
-from shared.db import session_scope
-from shared.ratelimit import RedisRateLimiter, parse_rate_limits
+from shared.rate_windows import parse_rate_limits
 from shared.settings import Settings
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.ratelimit import RedisRateLimiter
+
+# Unix times of the calls made within the given time (the audit log, `shared.audit`).
+CallHistory = Callable[[timedelta], Iterable[float]]
 
 LIMITER_KEY_PREFIX = "stockpile:ratelimit"
 # AlphaVantage counts a call when it arrives; request latency varies by some milliseconds, so
@@ -61,25 +68,22 @@ def make_redis(settings: Settings) -> redis.Redis[Any]:
     )
 
 
-def make_limiter(settings: Settings, redis_client: redis.Redis[Any]) -> RedisRateLimiter:
-    """The fleet's limiter; after a Redis data loss it re-seeds itself from the audit log."""
+def make_limiter(
+    settings: Settings, redis_client: redis.Redis[Any], history: CallHistory
+) -> RedisRateLimiter:
+    """The fleet's limiter; after a Redis data loss it re-seeds itself from `history`."""
     windows = parse_rate_limits(settings.alphavantage_rate_limits)
     longest = timedelta(seconds=max(window.seconds for window in windows))
-
-    def history() -> list[float]:
-        with session_scope() as session:
-            return recent_call_times(session, within=longest)
-
     return RedisRateLimiter(
         redis_client,
         windows,
-        history=history,
+        history=lambda: history(longest),
         key_prefix=LIMITER_KEY_PREFIX,
         margin_seconds=LIMITER_MARGIN_SECONDS,
     )
 
 
-def make_upstream(settings: Settings) -> Upstream:
+def make_upstream(settings: Settings, history: CallHistory) -> Upstream:
     """Everything a run needs to call AlphaVantage, built from the settings."""
     redis_client = make_redis(settings)
     return Upstream(
@@ -88,6 +92,6 @@ def make_upstream(settings: Settings) -> Upstream:
             api_key=settings.alphavantage_api_key,
             timeout=settings.alphavantage_timeout_seconds,
         ),
-        limiter=make_limiter(settings, redis_client),
+        limiter=make_limiter(settings, redis_client, history),
         full_history=FullHistoryMemory(redis_client),
     )

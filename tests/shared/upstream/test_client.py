@@ -1,4 +1,4 @@
-"""AlphaVantage client against a canned server on loopback: parsing, classification, secrecy."""
+"""AlphaVantage client and parser against a canned server on loopback: classification, secrecy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 import http.server
 import json
 import logging
-import pickle
 import socket
 import threading
 import time
@@ -21,13 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from shared.alphavantage import (
-    AlphaVantageClient,
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.errors import (
     AlphaVantageError,
     BadApiKey,
     BadResponse,
     BurstLimited,
-    DailyBar,
     DailyQuotaExceeded,
     DemoKeyRejected,
     InvalidSymbol,
@@ -41,11 +39,11 @@ from shared.alphavantage import (
     UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    parse_daily_payload,
 )
+from shared.upstream.parser import DailyBar, parse_daily_payload
 
 KEY = "SECRETKEY-TEST-1234"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alphavantage"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "alphavantage"
 
 BURST = (
     "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more "
@@ -205,7 +203,7 @@ def assert_key_absent(exc: BaseException, caplog: pytest.LogCaptureFixture) -> N
 
 
 def assert_one_log_line(caplog: pytest.LogCaptureFixture, *parts: str) -> None:
-    lines = [r.getMessage() for r in caplog.records if r.name == "shared.alphavantage"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.upstream.client"]
     assert len(lines) == 1
     for part in ("symbol='IBM'", "outputsize=", "elapsed_ms=", *parts):
         assert part in lines[0]
@@ -747,31 +745,6 @@ def test_fetch_daily_malformed_row_names_symbol_and_date(
     assert error.date == "2024-06-17"
     assert "IBM on 2024-06-17" in error.message
     assert_key_absent(error, logs)
-
-
-# --- The exceptions themselves ----------------------------------------------------------------
-
-
-def test_errors_survive_pickling() -> None:
-    errors: list[AlphaVantageError] = [
-        UpstreamHTTPError("HTTP 503", status_code=503, symbol="IBM"),
-        MalformedRow("bad row", symbol="IBM", date="2024-06-18"),
-        RateLimited("slow down", retry_after=7.5),
-        DailyQuotaExceeded("tomorrow"),
-    ]
-
-    copies = [pickle.loads(pickle.dumps(error)) for error in errors]
-
-    assert [type(c) for c in copies] == [type(e) for e in errors]
-    assert [vars(c) for c in copies] == [vars(e) for e in errors]
-    assert [str(c) for c in copies] == [str(e) for e in errors]
-
-
-def test_error_message_redacts_apikey_query_value() -> None:
-    error = UpstreamUnavailable(f"failed GET https://example.test/query?apikey={KEY}&symbol=IBM")
-
-    assert KEY not in str(error)
-    assert "apikey=***&symbol=IBM" in str(error)
 
 
 def test_client_rejects_bad_arguments(client: AlphaVantageClient) -> None:
