@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from api.deps import EXPORTS_AT_ONCE, ExportConnections
 from api.errors import ServiceUnavailable
+from api.export_pool import EXPORTS_AT_ONCE, ExportConnections
 from shared.db import CONNECT_TIMEOUT_SECONDS
 from shared.prices import upsert_prices
 from tests.support import bar, history, wait_until

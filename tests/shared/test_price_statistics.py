@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.alphavantage import DailyBar
 from shared.db import asyncpg_dsn
 from shared.prices import (
     NOTHING,
@@ -29,6 +28,7 @@ from shared.prices import (
     split_by_month,
     upsert_prices,
 )
+from shared.upstream.parser import DailyBar
 
 SYMBOLS = ("IBM", "AAPL", "BRK.B")
 FIRST_DAY, LAST_DAY = dt.date(2019, 11, 1), dt.date(2022, 2, 28)
