@@ -171,9 +171,8 @@ def test_configured_latency_delays_every_answer(http: httpx.Client, sandbox: San
         call(http, **params)
         assert time.monotonic() - started >= 0.3
     sandbox.configure(latency_seconds=0)
-    started = time.monotonic()
     call(http, symbol="IBM")
-    assert time.monotonic() - started < 0.3
+    assert sandbox.stats().calls[-1].latency_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -265,9 +264,8 @@ def test_scripted_slow_step_delays_then_answers(http: httpx.Client, sandbox: San
     started = time.monotonic()
     assert "Meta Data" in call(http, symbol="IBM").json()
     assert time.monotonic() - started >= 0.4
-    started = time.monotonic()
     call(http, symbol="IBM")
-    assert time.monotonic() - started < 0.4
+    assert sandbox.stats().calls[-1].latency_seconds == 0  # the script had one slow step
 
 
 def test_pending_faults_listed_and_consumed(http: httpx.Client, sandbox: SandboxHandle) -> None:
