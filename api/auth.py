@@ -9,7 +9,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Unauthorized
-from shared.settings import get_settings
+from shared.core.settings import get_settings
 
 _bearer = HTTPBearer(auto_error=False, description="The API_TOKEN configured on the server")
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import ListEnvelope, error
-from shared.db import is_connection_error
+from shared.core.db import is_connection_error
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Send
 
 from api.export_pool import ExportConnections
-from shared.prices import PriceFilter, copy_prices_csv
+from shared.domain.prices import PriceFilter, copy_prices_csv
 
 SEND_BATCH_BYTES = 128 * 1024
 

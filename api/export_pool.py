@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from api.errors import DATABASE_UNAVAILABLE, ServiceUnavailable, is_database_unavailable
-from shared.db import CONNECT_TIMEOUT_SECONDS, asyncpg_dsn
+from shared.core.db import CONNECT_TIMEOUT_SECONDS, asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 

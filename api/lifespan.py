@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from api.export_pool import ExportConnections
 from api.read_pool import ReadPool
-from shared.settings import get_settings
+from shared.core.settings import get_settings
 
 
 def _database_url() -> str:

@@ -11,8 +11,8 @@ from api.lifespan import lifespan
 from api.metrics import MetricsMiddleware, build_registry
 from api.redis_clients import get_limiter
 from api.routes import budget, health, jobs, prices, symbols
-from shared.logs import configure_logging
-from shared.settings import get_settings
+from shared.core.logs import configure_logging
+from shared.core.settings import get_settings
 
 
 def create_app() -> FastAPI:

@@ -16,9 +16,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.audit import calls_by_outcome
-from shared.db import session_scope
-from shared.models import JobStatus
+from shared.core.db import session_scope
+from shared.core.models import JobStatus
+from shared.domain.audit import calls_by_outcome
 from shared.upstream.ratelimit import RedisRateLimiter
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Query
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
-from shared.dates import parse_iso_date
-from shared.symbols import normalize_symbol
+from shared.core.dates import parse_iso_date
+from shared.core.symbols import normalize_symbol
 
 
 def _parse_iso_date(value: object) -> object:

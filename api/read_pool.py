@@ -9,7 +9,7 @@ from collections.abc import Callable
 import asyncpg
 
 from api.errors import DATABASE_UNAVAILABLE, ServiceUnavailable, is_database_unavailable
-from shared.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS, asyncpg_dsn
+from shared.core.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS, asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 

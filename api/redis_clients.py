@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
-from shared.audit import audited_call_times
-from shared.settings import get_settings
+from shared.core.settings import get_settings
+from shared.domain.audit import audited_call_times
 from shared.upstream.factory import make_limiter, make_redis
 from shared.upstream.ratelimit import RedisRateLimiter
 

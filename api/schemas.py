@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.responses import utc_timestamp
-from shared.models import Job, JobStatus
+from shared.core.models import Job, JobStatus
 
 
 class JobError(BaseModel):

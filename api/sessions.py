@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from shared.db import get_engine
+from shared.core.db import get_engine
 
 
 def database_session() -> Session:

@@ -35,7 +35,7 @@ from bench.readapi import run_read
 from bench.report import Report, write_into
 from bench.stack import Stack, fresh_database, running_stack
 from bench.statistics_sql import run_statistics_sql
-from shared.settings import get_settings
+from shared.core.settings import get_settings
 
 logger = logging.getLogger("bench")
 

@@ -36,9 +36,9 @@ from sqlmodel import Session
 from bench.cpu import cpu_by_role
 from bench.processes import running_api
 from bench.stack import fresh_database, running_stack
-from shared.market_calendar import last_completed_trading_day, previous_trading_day
-from shared.models import utcnow
-from shared.prices import upsert_prices
+from shared.core.market_calendar import last_completed_trading_day, previous_trading_day
+from shared.core.models import utcnow
+from shared.domain.prices import upsert_prices
 from shared.upstream.parser import DailyBar
 from stockpile.sandbox.data import generate_bars
 from tests.browser.support import INSTALL_HINT, chromium_path

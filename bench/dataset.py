@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bench.pg import connect
-from shared.market_calendar import trading_days
+from shared.core.market_calendar import trading_days
 
 logger = logging.getLogger(__name__)
 

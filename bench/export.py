@@ -2,8 +2,8 @@
 
 Both are a client process reading the whole CSV into a pipe, timed from its start to its end:
 curl for the API, psql running `COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER)` for the
-baseline, with the same SELECT the API sends (`shared.prices.export_query`). Their outputs must
-be the same size. Meanwhile the API's RSS is sampled: the export must not grow it.
+baseline, with the same SELECT the API sends (`shared.domain.prices.export_query`). Their outputs
+must be the same size. Meanwhile the API's RSS is sampled: the export must not grow it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench.memory import RssSampler
 from bench.pg import libpq_env
 from bench.processes import running_api
 from bench.stack import Stack
-from shared.prices import PriceFilter, export_query
+from shared.domain.prices import PriceFilter, export_query
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from bench.pg import connect
-from shared.db import make_engine
-from shared.market_calendar import trading_days
-from shared.prices import upsert_prices
+from shared.core.db import make_engine
+from shared.core.market_calendar import trading_days
+from shared.domain.prices import upsert_prices
 from stockpile.sandbox.data import generate_bars
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""CPU of one job in-process: `shared.refresh.run_job` against the sandbox, without Celery.
+"""CPU of one job in-process: `shared.domain.refresh.run_job` against the sandbox, without Celery.
 
 `python -m bench.job_cpu [--jobs N]` creates N jobs for new symbols, runs them one after the
 other in this process and prints the wall and CPU time per job, and the same for the sandbox
@@ -49,11 +49,11 @@ def main() -> None:
             )
         )
         # Imported once the environment points at the throwaway servers.
-        from shared.audit import audited_call_times
-        from shared.db import dispose_engine, session_scope
-        from shared.jobs import create_job
-        from shared.refresh import Outcome, RunPolicy, run_job
-        from shared.settings import get_settings
+        from shared.core.db import dispose_engine, session_scope
+        from shared.core.settings import get_settings
+        from shared.domain.audit import audited_call_times
+        from shared.domain.jobs import create_job
+        from shared.domain.refresh import Outcome, RunPolicy, run_job
         from shared.upstream.factory import make_upstream
 
         upstream = make_upstream(get_settings(), audited_call_times)

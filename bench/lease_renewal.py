@@ -1,10 +1,11 @@
 """Cost of the lease heartbeat: one renewal, and what it adds per running job per minute.
 
 `python -m bench.lease_renewal [--jobs N] [--renewals R]` claims N jobs (as N running workers
-would hold them), then renews their leases round-robin R times through `shared.jobs.renew_lease`
-on one pooled connection, and prints per renewal: wall time, this process's CPU, the database
-server's CPU (its backend process), the WAL written and the share of HOT updates. The baseline,
-measured in the same run, is the claim itself (`claim_job`), which every job runs once. Per
+would hold them), then renews their leases round-robin R times through
+`shared.domain.jobs.renew_lease` on one pooled connection, and prints per renewal: wall time, this
+process's CPU, the database server's CPU (its backend process), the WAL written and the share of
+HOT updates. The baseline, measured in the same run, is the claim itself (`claim_job`), which every
+job runs once. Per
 running job and minute the heartbeat makes 60 / (JOB_HEARTBEAT_TIMEOUT_SECONDS / 3) renewals:
 12 with the default 15 s window. Throwaway servers, as in `python -m bench`.
 """
@@ -45,9 +46,9 @@ def main() -> None:
         # Imported once the environment points at the throwaway servers.
         from sqlalchemy import Connection, text
 
-        from shared.db import autocommit_connection, dispose_engine, session_scope
-        from shared.heartbeat import LeaseTerms
-        from shared.jobs import claim_job, create_job, renew_lease
+        from shared.core.db import autocommit_connection, dispose_engine, session_scope
+        from shared.domain.heartbeat import LeaseTerms
+        from shared.domain.jobs import claim_job, create_job, renew_lease
 
         terms = LeaseTerms(window=dt.timedelta(seconds=15), hard_bound=dt.timedelta(minutes=5))
 

@@ -22,7 +22,7 @@ from bench.memory import RssSampler
 from bench.processes import Process, running_api, running_worker
 from bench.profile import WORKER_PARTS, sampling
 from bench.stack import BENCH_API_KEY, BENCH_TOKEN, Stack
-from shared.queue import QUEUE
+from shared.domain.queue import QUEUE
 from shared.upstream.client import AlphaVantageClient
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import running_sandbox

@@ -39,11 +39,11 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from bench.stack import Stack, fresh_database, running_stack
-from shared.db import make_engine
-from shared.dispatch import CONTROL_QUEUE
-from shared.jobs import create_job
-from shared.queue import TASK_DISPATCH_DUE_JOBS
-from shared.rate_windows import RateWindow, parse_rate_limits
+from shared.core.db import make_engine
+from shared.core.rate_windows import RateWindow, parse_rate_limits
+from shared.domain.dispatch import CONTROL_QUEUE
+from shared.domain.jobs import create_job
+from shared.domain.queue import TASK_DISPATCH_DUE_JOBS
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
 from tests.processes import celery_beat, celery_worker

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import shared.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from shared.settings import get_settings
+import shared.core.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from shared.core.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

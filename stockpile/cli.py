@@ -16,14 +16,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from shared.audit import audited_call_times
-from shared.db import session_scope
-from shared.jobs import create_job, get_job
-from shared.logs import configure_logging
-from shared.models import Job, JobStatus
-from shared.refresh import Outcome, RunPolicy, run_job
-from shared.settings import get_settings
-from shared.symbols import normalize_symbol
+from shared.core.db import session_scope
+from shared.core.logs import configure_logging
+from shared.core.models import Job, JobStatus
+from shared.core.settings import get_settings
+from shared.core.symbols import normalize_symbol
+from shared.domain.audit import audited_call_times
+from shared.domain.jobs import create_job, get_job
+from shared.domain.refresh import Outcome, RunPolicy, run_job
 from shared.upstream.factory import Upstream, make_upstream
 
 app = typer.Typer(
@@ -138,7 +138,7 @@ def enqueue(
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds")] = 3600,
 ) -> None:
     """Create refresh jobs for the workers, as POST /jobs does."""
-    from shared.queue import submit_job
+    from shared.domain.queue import submit_job
 
     settings = get_settings()
     configure_logging(settings)

@@ -11,10 +11,10 @@ from typing import BinaryIO
 
 import asyncpg
 
-from shared.dates import parse_iso_date
-from shared.db import CONNECT_TIMEOUT_SECONDS, asyncpg_dsn
-from shared.prices import PriceFilter, copy_prices_csv
-from shared.symbols import normalize_symbol
+from shared.core.dates import parse_iso_date
+from shared.core.db import CONNECT_TIMEOUT_SECONDS, asyncpg_dsn
+from shared.core.symbols import normalize_symbol
+from shared.domain.prices import PriceFilter, copy_prices_csv
 
 
 class ExportError(Exception):

@@ -24,8 +24,8 @@ import uvicorn
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import dispose_engine, get_engine
-from shared.settings import get_settings
+from shared.core.db import dispose_engine, get_engine
+from shared.core.settings import get_settings
 from stockpile.localstack import free_port
 from stockpile.migrations import upgrade_head
 from stockpile.sandbox.config import SandboxConfig

@@ -13,10 +13,10 @@ from celery import Celery
 from celery.signals import setup_logging
 from kombu.entity import Queue
 
-from shared.dispatch import CONTROL_QUEUE
-from shared.logs import configure_logging
-from shared.queue import QUEUE, TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES
-from shared.settings import get_settings
+from shared.core.logs import configure_logging
+from shared.core.settings import get_settings
+from shared.domain.dispatch import CONTROL_QUEUE
+from shared.domain.queue import QUEUE, TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES
 
 settings = get_settings()
 

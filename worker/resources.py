@@ -14,9 +14,9 @@ import redis
 from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from shared.audit import audited_call_times
-from shared.db import dispose_engine
-from shared.settings import get_settings
+from shared.core.db import dispose_engine
+from shared.core.settings import get_settings
+from shared.domain.audit import audited_call_times
 from shared.upstream.factory import Upstream, make_redis, make_upstream
 
 

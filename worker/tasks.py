@@ -2,7 +2,7 @@
 
 No job message ever carries a countdown. A job that must wait goes back to PostgreSQL with
 `not_before`; the only countdowns are dispatcher follow-ups of at most a few seconds, and
-at most one of them is pending at a time (shared/dispatch.py).
+at most one of them is pending at a time (shared/domain/dispatch.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,17 @@ import os
 import uuid
 from datetime import timedelta
 
-from shared.dispatch import dispatch_due_jobs, follow_up_delay, reserve_follow_up
-from shared.models import utcnow
-from shared.queue import TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES, TASK_RUN_JOB, send_job
-from shared.refresh import Outcome, RunPolicy, run_job
-from shared.settings import get_settings
-from shared.tracking import enqueue_due_refreshes
+from shared.core.models import utcnow
+from shared.core.settings import get_settings
+from shared.domain.dispatch import dispatch_due_jobs, follow_up_delay, reserve_follow_up
+from shared.domain.queue import (
+    TASK_DISPATCH_DUE_JOBS,
+    TASK_ENQUEUE_DUE_REFRESHES,
+    TASK_RUN_JOB,
+    send_job,
+)
+from shared.domain.refresh import Outcome, RunPolicy, run_job
+from shared.domain.tracking import enqueue_due_refreshes
 from worker.celery_app import app
 from worker.resources import ResourceTask
 

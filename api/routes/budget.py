@@ -15,7 +15,7 @@ from api.errors import ServiceUnavailable
 from api.redis_clients import get_limiter
 from api.responses import Envelope, error_doc, ok, utc_timestamp
 from api.sessions import database_session
-from shared.audit import calls_today_by_outcome
+from shared.domain.audit import calls_today_by_outcome
 from shared.upstream.ratelimit import LimiterStatus
 
 logger = logging.getLogger(__name__)

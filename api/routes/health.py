@@ -12,7 +12,7 @@ from sqlalchemy import text
 from api.redis_clients import get_redis
 from api.responses import Envelope, error_doc, ok
 from api.responses import error as error_response
-from shared.db import get_engine
+from shared.core.db import get_engine
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

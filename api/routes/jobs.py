@@ -15,9 +15,9 @@ from api.params import Limit, Page, Symbol
 from api.responses import READ_ERRORS, WRITE_ERRORS, Envelope, ListEnvelope, error_doc, ok, ok_list
 from api.schemas import JobPublic
 from api.sessions import database_session
-from shared.jobs import get_job, list_jobs
-from shared.models import JobStatus
-from shared.queue import submit_job
+from shared.core.models import JobStatus
+from shared.domain.jobs import get_job, list_jobs
+from shared.domain.queue import submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -21,7 +21,7 @@ from api.responses import (
     ok,
     ok_list,
 )
-from shared.prices import PriceFilter, price_page, price_statistics, stored_symbols
+from shared.domain.prices import PriceFilter, price_page, price_statistics, stored_symbols
 
 router = APIRouter(prefix="/api", tags=["prices"])
 

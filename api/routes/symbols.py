@@ -24,10 +24,10 @@ from api.responses import (
 )
 from api.schemas import JobPublic
 from api.sessions import database_session
-from shared.market_calendar import last_completed_trading_day
-from shared.models import utcnow
-from shared.queue import submit_job
-from shared.tracking import Coverage, get_tracked, list_tracked, start_tracking, untrack
+from shared.core.market_calendar import last_completed_trading_day
+from shared.core.models import utcnow
+from shared.domain.queue import submit_job
+from shared.domain.tracking import Coverage, get_tracked, list_tracked, start_tracking, untrack
 
 router = APIRouter(prefix="/symbols", tags=["symbols"])
 

@@ -15,7 +15,7 @@ from typing import Literal
 import httpx
 from pydantic import SecretStr
 
-from shared.redaction import RedactingFilter, redact
+from shared.core.redaction import RedactingFilter, redact
 from shared.upstream.errors import (
     AlphaVantageError,
     BadResponse,

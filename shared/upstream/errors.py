@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from shared.models import JobErrorCode
-from shared.redaction import redact
+from shared.core.models import JobErrorCode
+from shared.core.redaction import redact
 
 
 class AlphaVantageError(Exception):
@@ -45,7 +45,7 @@ class AlphaVantageError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # The prefork pool pickles an exception that escapes a task to hand it to the parent
         # process, and pickle's default would call cls(*args), missing the subclasses'
-        # keyword-only arguments. Today none escapes (`shared.refresh` catches every
+        # keyword-only arguments. Today none escapes (`shared.domain.refresh` catches every
         # AlphaVantageError around the call), so this keeps a future one from crashing the pool.
         return (_restore_error, (type(self), dict(self.__dict__)))
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import redis
 
-from shared.rate_windows import parse_rate_limits
-from shared.settings import Settings
+from shared.core.rate_windows import parse_rate_limits
+from shared.core.settings import Settings
 from shared.upstream.client import AlphaVantageClient
 from shared.upstream.ratelimit import RedisRateLimiter
 
-# Unix times of the calls made within the given time (the audit log, `shared.audit`).
+# Unix times of the calls made within the given time (the audit log, `shared.domain.audit`).
 CallHistory = Callable[[timedelta], Iterable[float]]
 
 LIMITER_KEY_PREFIX = "stockpile:ratelimit"

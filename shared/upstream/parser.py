@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.redaction import redact
+from shared.core.redaction import redact
 from shared.upstream.errors import (
     AlphaVantageError,
     BadApiKey,

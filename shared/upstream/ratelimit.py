@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from shared.rate_windows import RateWindow
+from shared.core.rate_windows import RateWindow
 
 logger = logging.getLogger(__name__)
 

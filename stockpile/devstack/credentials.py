@@ -10,7 +10,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 FLOWER_USER = "stockpile"
 

@@ -10,7 +10,7 @@ from typing import TextIO
 from honcho.printer import Printer
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 from stockpile.devstack.banner import Announcer, ready_banner, sandbox_warning
 from stockpile.devstack.credentials import api_token_credential, flower_login_credential
 from stockpile.devstack.lock import exclusive

@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.redaction import REDACTED, redact
+from shared.core.redaction import REDACTED, redact
 from stockpile.localstack._server import ClosedOnExit
 from stockpile.localstack.errors import LocalStackError, ServiceUnreachableError
 from stockpile.localstack.postgres_server import EmbeddedPostgres, start_postgres

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.rate_windows import parse_rate_limits
+from shared.core.rate_windows import parse_rate_limits
 
 SERIES_START = date(1999, 11, 1)
 

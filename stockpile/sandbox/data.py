@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 
-from shared.market_calendar import trading_days
+from shared.core.market_calendar import trading_days
 from stockpile.sandbox.config import SERIES_START
 
 COMPACT_ROWS = 100

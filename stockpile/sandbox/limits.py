@@ -1,13 +1,13 @@
 """Exact sliding-window call limits per apikey, as the sandbox enforces them.
 
 The windows are written as the fleet's ``ALPHAVANTAGE_RATE_LIMITS`` are (``1/second,25/day``,
-also ``N/Kunit`` such as ``3/5second``) and parsed by the same code, ``shared.rate_windows``.
+also ``N/Kunit`` such as ``3/5second``) and parsed by the same code, ``shared.core.rate_windows``.
 """
 
 from collections import deque
 from collections.abc import Sequence
 
-from shared.rate_windows import RateWindow
+from shared.core.rate_windows import RateWindow
 
 
 class ServedCallLimiter:

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.market_calendar import NEW_YORK, last_completed_trading_day
-from shared.rate_windows import RateWindow, parse_rate_limits
+from shared.core.market_calendar import NEW_YORK, last_completed_trading_day
+from shared.core.rate_windows import RateWindow, parse_rate_limits
 from stockpile.sandbox.config import Outcome, SandboxConfig, ScriptStep
 from stockpile.sandbox.data import SeriesStore
 from stockpile.sandbox.limits import ServedCallLimiter

@@ -12,7 +12,7 @@ import redis
 from sqlmodel import Session
 
 from api.body_limit import MAX_BODY_BYTES
-from shared.queue import QUEUE
+from shared.domain.queue import QUEUE
 from tests.support import API_TOKEN
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from api.redis_clients import get_limiter, get_redis
-from shared.audit import calls_today_by_outcome
-from shared.settings import get_settings
+from shared.core.settings import get_settings
+from shared.domain.audit import calls_today_by_outcome
 from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
 from tests.support import API_TOKEN, FAKE_API_KEY

@@ -8,7 +8,7 @@ import httpx
 from sqlmodel import Session
 
 from api.dashboard import STATIC_DIR
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from tests.support import API_TOKEN, history
 
 

@@ -18,8 +18,8 @@ from sqlmodel import Session
 
 from api.errors import ServiceUnavailable
 from api.export_pool import EXPORTS_AT_ONCE, ExportConnections
-from shared.db import CONNECT_TIMEOUT_SECONDS
-from shared.prices import upsert_prices
+from shared.core.db import CONNECT_TIMEOUT_SECONDS
+from shared.domain.prices import upsert_prices
 from tests.support import bar, history, wait_until
 
 HEADER = ["symbol", "date", "open_price", "high_price", "low_price", "close_price", "volume"]

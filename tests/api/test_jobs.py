@@ -12,8 +12,8 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from shared.jobs import create_job
-from shared.queue import QUEUE
+from shared.domain.jobs import create_job
+from shared.domain.queue import QUEUE
 from tests.support import API_TOKEN, FAKE_API_KEY
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from tests.support import bar, history
 
 

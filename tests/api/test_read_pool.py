@@ -11,7 +11,7 @@ import pytest
 
 from api.errors import ServiceUnavailable
 from api.read_pool import READ_POOL_SIZE, ReadPool
-from shared.db import STATEMENT_TIMEOUT_MS, asyncpg_dsn
+from shared.core.db import STATEMENT_TIMEOUT_MS, asyncpg_dsn
 
 T = TypeVar("T")
 

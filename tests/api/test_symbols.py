@@ -13,11 +13,11 @@ import redis
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.market_calendar import last_completed_trading_day
-from shared.models import utcnow
-from shared.prices import upsert_prices
-from shared.queue import QUEUE
-from shared.tracking import mark_failed, mark_refreshed, track
+from shared.core.market_calendar import last_completed_trading_day
+from shared.core.models import utcnow
+from shared.domain.prices import upsert_prices
+from shared.domain.queue import QUEUE
+from shared.domain.tracking import mark_failed, mark_refreshed, track
 from tests.support import API_TOKEN, bar, history
 
 

@@ -11,7 +11,7 @@ from playwright.sync_api import Response
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from stockpile.sandbox.server import SandboxHandle
 from tests.browser.support import INSTALL_HINT, Watched, chromium_path
 from tests.support import API_TOKEN, history

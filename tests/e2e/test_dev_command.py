@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from shared.queue import TASK_RUN_JOB
+from shared.domain.queue import TASK_RUN_JOB
 from tests.support import wait_until
 
 STOCKPILE = Path(sys.executable).with_name("stockpile")

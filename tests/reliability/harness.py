@@ -14,8 +14,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from shared.jobs import create_job
-from shared.queue import QUEUE, TASK_RUN_JOB
+from shared.domain.jobs import create_job
+from shared.domain.queue import QUEUE, TASK_RUN_JOB
 from tests.support import wait_until
 
 FINISHED = frozenset({"succeeded", "failed"})

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 from sqlmodel import Session
 
-from shared.queue import QUEUE
+from shared.domain.queue import QUEUE
 from tests.support import API_TOKEN
 
 logger = logging.getLogger(__name__)

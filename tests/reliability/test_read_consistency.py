@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from tests.support import Bar, history, wait_until
 
 logger = logging.getLogger(__name__)

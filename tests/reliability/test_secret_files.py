@@ -29,7 +29,7 @@ WORKER = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "
 READ_TOKEN = [
     sys.executable,
     "-c",
-    "from shared.settings import get_settings; print(len(get_settings().api_token or ''))",
+    "from shared.core.settings import get_settings; print(len(get_settings().api_token or ''))",
 ]
 
 

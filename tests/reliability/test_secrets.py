@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from shared.queue import QUEUE
+from shared.domain.queue import QUEUE
 from stockpile.localstack import free_port
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import CELERY, Process, celery_beat, celery_worker

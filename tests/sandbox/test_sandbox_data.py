@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from shared.rate_windows import RateWindow
+from shared.core.rate_windows import RateWindow
 from stockpile.sandbox.data import SeriesStore, generate_bars
 from stockpile.sandbox.limits import ServedCallLimiter
 

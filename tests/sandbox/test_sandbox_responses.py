@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.market_calendar import last_completed_trading_day, trading_days
+from shared.core.market_calendar import last_completed_trading_day, trading_days
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
 

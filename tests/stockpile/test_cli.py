@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from stockpile.localstack import free_port
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_worker

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 from stockpile.devstack.credentials import load_or_create_secret
 from stockpile.devstack.options import DevError, DevOptions
 from stockpile.devstack.processes import SANDBOX_API_KEY, child_environment, process_commands

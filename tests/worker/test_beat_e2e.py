@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.market_calendar import last_completed_trading_day
-from shared.models import utcnow
-from shared.tracking import track
+from shared.core.market_calendar import last_completed_trading_day
+from shared.core.models import utcnow
+from shared.domain.tracking import track
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_beat, celery_worker
 from tests.support import wait_until

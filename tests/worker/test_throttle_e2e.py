@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.models import utcnow
+from shared.core.models import utcnow
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
 from tests.support import wait_until

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from shared.rate_windows import RateWindow, parse_rate_limits
+from shared.core.rate_windows import RateWindow, parse_rate_limits
 from shared.upstream.ratelimit import RedisRateLimiter
 
 MakeLimiter = Callable[..., RedisRateLimiter]

@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from shared.db import session_scope
-from shared.jobs import (
+from shared.core.db import session_scope
+from shared.domain.jobs import (
     count_dispatched_waiting,
     lock_dispatch,
     release_expired_leases,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
-from shared.settings import get_settings
+from shared.core.settings import get_settings
 
 # Bounded waits, so a dead database answers 503 quickly instead of hanging requests.
 CONNECT_TIMEOUT_SECONDS = 3

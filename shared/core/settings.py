@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.rate_windows import parse_rate_limits
+from shared.core.rate_windows import parse_rate_limits
 
 DEFAULT_ALPHAVANTAGE_URL = "https://www.alphavantage.co/query"
 

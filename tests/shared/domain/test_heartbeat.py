@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from shared.db import autocommit_connection
-from shared.heartbeat import LeaseTerms, heartbeat
-from shared.jobs import claim_job, renew_lease
-from shared.models import Job
+from shared.core.db import autocommit_connection
+from shared.core.models import Job
+from shared.domain.heartbeat import LeaseTerms, heartbeat
+from shared.domain.jobs import claim_job, renew_lease
 from tests.reliability.harness import create_jobs
 from tests.support import wait_until
 
@@ -119,7 +119,7 @@ def test_heartbeat_stops_once_another_worker_took_the_job(
         )
     taker = _claim(job_id, worker="taker:2")
     with (
-        caplog.at_level(logging.WARNING, logger="shared.heartbeat"),
+        caplog.at_level(logging.WARNING, logger="shared.domain.heartbeat"),
         heartbeat(job_id, worker=WORKER, claimed_at=job.started_at, terms=TERMS),
     ):
         wait_until(lambda: "lost the claim" in caplog.text, timeout=10, what="the loss")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared.models import SYMBOL_MAX_LENGTH
+from shared.core.models import SYMBOL_MAX_LENGTH
 
 SYMBOL_PATTERN = rf"^[A-Za-z0-9.\-]{{1,{SYMBOL_MAX_LENGTH}}}$"
 SYMBOL_RULE = f"1-{SYMBOL_MAX_LENGTH} characters of letters, digits, '.' or '-'"

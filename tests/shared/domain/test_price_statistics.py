@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import asyncpg_dsn
-from shared.prices import (
+from shared.core.db import asyncpg_dsn
+from shared.domain.prices import (
     NOTHING,
     PriceStatistics,
     price_statistics,

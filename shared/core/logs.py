@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.redaction import RedactingFilter
-from shared.settings import Settings
+from shared.core.redaction import RedactingFilter
+from shared.core.settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARKER = "_stockpile_handler"

@@ -9,8 +9,8 @@ import asyncpg
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import asyncpg_dsn
-from shared.prices import PriceFilter, PricePage, price_page, upsert_prices
+from shared.core.db import asyncpg_dsn
+from shared.domain.prices import PriceFilter, PricePage, price_page, upsert_prices
 from tests.support import history
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from shared.db import session_scope
-from shared.jobs import held_by
-from shared.models import ApiCall, Job
+from shared.core.db import session_scope
+from shared.core.models import ApiCall, Job
+from shared.domain.jobs import held_by
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
 PENDING = "pending"

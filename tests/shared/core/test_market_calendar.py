@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.market_calendar import (
+from shared.core.market_calendar import (
     NEW_YORK,
     is_trading_day,
     last_completed_trading_day,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from shared.redaction import REDACTED, RedactingFilter, redact
+from shared.core.redaction import REDACTED, RedactingFilter, redact
 
 KEY = "SECRETKEY-TEST-1234"
 

@@ -23,20 +23,20 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared.audit import finish_call, start_call
-from shared.db import autocommit_connection, session_scope
-from shared.heartbeat import LeaseTerms, heartbeat
-from shared.jobs import (
+from shared.core.db import autocommit_connection, session_scope
+from shared.core.market_calendar import last_completed_trading_day, trading_days
+from shared.core.models import Job, JobErrorCode, OutputSize, utcnow
+from shared.core.settings import Settings
+from shared.domain.audit import finish_call, start_call
+from shared.domain.heartbeat import LeaseTerms, heartbeat
+from shared.domain.jobs import (
     claim_job,
     fail_job,
     requeue_job,
     succeed_job,
 )
-from shared.market_calendar import last_completed_trading_day, trading_days
-from shared.models import Job, JobErrorCode, OutputSize, utcnow
-from shared.prices import upsert_prices
-from shared.settings import Settings
-from shared.tracking import mark_failed, mark_refreshed
+from shared.domain.prices import upsert_prices
+from shared.domain.tracking import mark_failed, mark_refreshed
 from shared.upstream.errors import (
     AlphaVantageError,
     DailyQuotaExceeded,

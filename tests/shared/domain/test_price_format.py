@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.prices import price_text
+from shared.domain.prices import price_text
 
 
 def contract_price(value: Decimal) -> str:

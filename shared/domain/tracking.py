@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import session_scope
-from shared.jobs import create_job
-from shared.market_calendar import DEFAULT_SETTLE, last_completed_trading_day, market_close_at
+from shared.core.db import session_scope
+from shared.core.market_calendar import DEFAULT_SETTLE, last_completed_trading_day, market_close_at
+from shared.domain.jobs import create_job
 
 logger = logging.getLogger(__name__)
 

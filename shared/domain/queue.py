@@ -12,8 +12,8 @@ from functools import lru_cache
 from celery import Celery
 from sqlmodel import Session
 
-from shared.jobs import CreatedJob, create_job, mark_dispatched
-from shared.settings import get_settings
+from shared.core.settings import get_settings
+from shared.domain.jobs import CreatedJob, create_job, mark_dispatched
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from shared.rate_windows import RateWindow, parse_rate_limits
+from shared.core.rate_windows import RateWindow, parse_rate_limits
 
 
 def test_parse_rate_limits_contract_default() -> None:

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.market_calendar import NEW_YORK, last_completed_trading_day
-from shared.models import utcnow
-from shared.prices import upsert_prices
-from shared.tracking import (
+from shared.core.db import get_engine
+from shared.core.market_calendar import NEW_YORK, last_completed_trading_day
+from shared.core.models import utcnow
+from shared.domain.prices import upsert_prices
+from shared.domain.tracking import (
     ENQUEUE_LOCK_KEY,
     MAX_RETRY_INTERVAL,
     enqueue_due_refreshes,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlmodel import Session
 
-from shared.prices import upsert_prices
+from shared.domain.prices import upsert_prices
 from tests.support import bar, history
 
 

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.db import autocommit_connection
-from shared.jobs import renew_lease
+from shared.core.db import autocommit_connection
+from shared.domain.jobs import renew_lease
 
 logger = logging.getLogger(__name__)
 

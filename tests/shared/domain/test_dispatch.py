@@ -13,7 +13,8 @@ import redis
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from shared.dispatch import (
+from shared.core.rate_windows import parse_rate_limits
+from shared.domain.dispatch import (
     FOLLOW_UP_KEY,
     MAX_FOLLOW_UP_SECONDS,
     MAX_WAITING,
@@ -24,8 +25,7 @@ from shared.dispatch import (
     follow_up_delay,
     reserve_follow_up,
 )
-from shared.jobs import create_job, take_due_jobs
-from shared.rate_windows import parse_rate_limits
+from shared.domain.jobs import create_job, take_due_jobs
 from shared.upstream.ratelimit import RedisRateLimiter
 
 RESEND_AFTER = 120.0

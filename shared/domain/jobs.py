@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Interval, Row, bindparam, func, select, text,
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col
 
-from shared.models import IN_FLIGHT_STATUSES, FinancialData, Job, JobStatus, utcnow
+from shared.core.models import IN_FLIGHT_STATUSES, FinancialData, Job, JobStatus, utcnow
 
 # Any fixed number: the key of the transaction-level advisory lock that serializes dispatchers.
 _DISPATCH_LOCK_KEY = 0x53544F434B  # "STOCK"

@@ -1,0 +1,1 @@
+"""The bottom layer: settings, the database, the tables, logging, dates and symbols."""

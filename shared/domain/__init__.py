@@ -1,0 +1,1 @@
+"""What Stockpile does: jobs, refreshes, dispatch, the audit, tracked symbols and prices."""
