@@ -17,6 +17,7 @@ from honcho.printer import Printer
 
 from stockpile.devstack.banner import Announcer
 from stockpile.devstack.options import HOST
+from stockpile.localstack._process import signal_reaches
 
 READY_TIMEOUT_SECONDS = 180.0
 # SIGTERM lets a worker finish its running task and the others stop cleanly; whatever still runs
@@ -132,18 +133,8 @@ def _reap_groups(groups: list[int]) -> None:
     # A process group can outlive its leader (e.g. a pool child); nothing may be left behind.
     deadline = time.monotonic() + GROUP_EXIT_GRACE_SECONDS
     for group in groups:
-        while _group_alive(group) and time.monotonic() < deadline:
+        while signal_reaches(os.killpg, group) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _group_alive(group):
+        if signal_reaches(os.killpg, group):
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

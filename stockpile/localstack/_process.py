@@ -184,14 +184,24 @@ def stop_process(proc: subprocess.Popen[bytes], steps: Sequence[Step]) -> None:
         proc.wait()
 
 
-def process_alive(pid: int) -> bool:
-    """Return whether a process with this pid exists (and is not a zombie, where /proc tells)."""
+def signal_reaches(send: Callable[[int, int], None], target: int) -> bool:
+    """Whether `send(target, 0)` (os.kill, os.killpg) finds its process or group.
+
+    One we may not signal exists too.
+    """
     try:
-        os.kill(pid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Return whether a process with this pid exists (and is not a zombie, where /proc tells)."""
+    if not signal_reaches(os.kill, pid):
+        return False
     try:
         status = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
+
+logger = logging.getLogger(__name__)
 
 
 class ClosedOnExit:
@@ -30,12 +35,25 @@ class ClosedOnExit:
         self.close()
 
 
+def server_folder(
+    data_dir: Path | None, *, persistent: bool, make_temp: Callable[[], Path]
+) -> tuple[Path, bool]:
+    """The folder a server keeps its files in, and whether it is thrown away on close."""
+    if data_dir is not None:
+        return data_dir, False
+    if persistent:
+        raise ValueError("a persistent server needs a data_dir")
+    return make_temp(), True
+
+
 class OwnedServer(ClosedOnExit):
     """A server process started by this process, stopped by `close()` (or `with`, or atexit).
 
     A forked child (a Celery pool process, say) inherits the handle but owns nothing: there
     `stop()` and `close()` do nothing, so it cannot stop its parent's server.
     """
+
+    NAME: ClassVar[str]
 
     def __init__(self, data_dir: Path, *, remove_on_close: bool) -> None:
         self.data_dir = data_dir.resolve()
@@ -63,6 +81,16 @@ class OwnedServer(ClosedOnExit):
 
     def stop(self) -> None:
         """Stop the server, keeping its files for the next start."""
+        proc = self._owned_process()
+        if proc is None:
+            return
+        began = time.monotonic()
+        self._shut_down(proc)
+        self._proc = None
+        logger.info("%s stopped in %.2f s", self.NAME, time.monotonic() - began)
+
+    def _shut_down(self, proc: subprocess.Popen[bytes]) -> None:
+        """Make the running server `proc` exit."""
         raise NotImplementedError
 
     def started(self) -> Self:

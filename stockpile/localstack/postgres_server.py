@@ -27,7 +27,7 @@ from stockpile.localstack._process import (
     unprivileged_user,
     wait_ready,
 )
-from stockpile.localstack._server import OwnedServer
+from stockpile.localstack._server import OwnedServer, server_folder
 from stockpile.localstack.errors import LocalStackError, ServerStartError
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def postgres_binaries() -> tuple[int, Path]:
 
 class EmbeddedPostgres(OwnedServer):
     """A PostgreSQL server owned by this process, reachable only through a private Unix socket."""
+
+    NAME = "PostgreSQL"
 
     def __init__(
         self,
@@ -160,15 +162,9 @@ class EmbeddedPostgres(OwnedServer):
             self.socket_dir,
         )
 
-    def stop(self) -> None:
-        """Stop the server with a fast shutdown; the data stays for the next start()."""
-        proc = self._owned_process()
-        if proc is None:
-            return
-        began = time.monotonic()
+    def _shut_down(self, proc: subprocess.Popen[bytes]) -> None:
+        """A fast shutdown; the data stays for the next start()."""
         stop_process(proc, _STOP_STEPS)
-        self._proc = None
-        logger.info("PostgreSQL stopped in %.2f s", time.monotonic() - began)
 
     def _remove_files(self) -> None:
         super()._remove_files()
@@ -303,24 +299,16 @@ def start_postgres(
     home: Path = server_home.SERVER_HOME,
 ) -> EmbeddedPostgres:
     """Start an embedded PostgreSQL; without `data_dir` it lives in a temp dir deleted on close."""
-    if data_dir is None:
-        if persistent:
-            raise ValueError("a persistent PostgreSQL needs a data_dir")
-        as_root = unprivileged_user() is not None
-        server = EmbeddedPostgres(
-            server_home.throwaway_dir(server_home.prepare(home))
-            if as_root
-            else Path(tempfile.mkdtemp(prefix="stockpile-pg-")),
-            persistent=False,
-            remove_on_close=True,
-            timeout=timeout,
-            home=home,
-        )
-    else:
-        server = EmbeddedPostgres(
-            data_dir, persistent=persistent, remove_on_close=False, timeout=timeout, home=home
-        )
-    return server.started()
+
+    def make_temp() -> Path:
+        if unprivileged_user() is not None:  # root: where the server's account can reach it
+            return server_home.throwaway_dir(server_home.prepare(home))
+        return Path(tempfile.mkdtemp(prefix="stockpile-pg-"))
+
+    folder, throwaway = server_folder(data_dir, persistent=persistent, make_temp=make_temp)
+    return EmbeddedPostgres(
+        folder, persistent=persistent, remove_on_close=throwaway, timeout=timeout, home=home
+    ).started()
 
 
 def _socket_dir(pgdata: Path) -> Path:

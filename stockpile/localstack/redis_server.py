@@ -24,7 +24,7 @@ from stockpile.localstack._process import (
     stop_process,
     wait_ready,
 )
-from stockpile.localstack._server import OwnedServer
+from stockpile.localstack._server import OwnedServer, server_folder
 from stockpile.localstack.errors import LocalStackError, ServerStartError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def redis_executable() -> Path:
 
 class EmbeddedRedis(OwnedServer):
     """A Redis server owned by this process, listening on 127.0.0.1 only."""
+
+    NAME = "Redis"
 
     def __init__(
         self,
@@ -116,12 +118,8 @@ class EmbeddedRedis(OwnedServer):
             self.data_dir,
         )
 
-    def stop(self) -> None:
-        """Stop the server after saving its data (SHUTDOWN SAVE), so start() finds it again."""
-        proc = self._owned_process()
-        if proc is None:
-            return
-        began = time.monotonic()
+    def _shut_down(self, proc: subprocess.Popen[bytes]) -> None:
+        """SHUTDOWN SAVE, so start() finds the data again."""
         if proc.poll() is None:
             client = _client(self.port, timeout=self.timeout)
             try:
@@ -131,8 +129,6 @@ class EmbeddedRedis(OwnedServer):
             finally:
                 client.close()
         stop_process(proc, [(None, self.timeout), (signal.SIGTERM, 5.0)])
-        self._proc = None
-        logger.info("Redis stopped in %.2f s", time.monotonic() - began)
 
     def _launch(self, port: int) -> None:
         command = [
@@ -220,21 +216,14 @@ def start_redis(
     Without `data_dir` it lives in a temp dir deleted on close. `persistent` turns on the
     append-only file, so data survives even a crash.
     """
-    if data_dir is None:
-        if persistent:
-            raise ValueError("a persistent Redis needs a data_dir")
-        server = EmbeddedRedis(
-            Path(tempfile.mkdtemp(prefix="stockpile-redis-")),
-            port=port,
-            persistent=False,
-            remove_on_close=True,
-            timeout=timeout,
-        )
-    else:
-        server = EmbeddedRedis(
-            data_dir, port=port, persistent=persistent, remove_on_close=False, timeout=timeout
-        )
-    return server.started()
+    folder, throwaway = server_folder(
+        data_dir,
+        persistent=persistent,
+        make_temp=lambda: Path(tempfile.mkdtemp(prefix="stockpile-redis-")),
+    )
+    return EmbeddedRedis(
+        folder, port=port, persistent=persistent, remove_on_close=throwaway, timeout=timeout
+    ).started()
 
 
 def _client(port: int, *, timeout: float) -> redis.Redis[bytes]:

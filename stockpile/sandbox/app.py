@@ -3,8 +3,8 @@
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -15,6 +15,8 @@ from starlette.routing import Route
 from stockpile.sandbox import messages
 from stockpile.sandbox.config import Outcome
 from stockpile.sandbox.state import SERVED_FUNCTION, Decision, FaultScript, QueryParams, Sandbox
+
+T = TypeVar("T")
 
 JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "application/x-download"
@@ -74,23 +76,15 @@ def create_app(sandbox: Sandbox) -> Starlette:
         return JSONResponse(sandbox.config.model_dump(mode="json"))
 
     async def update_config(request: Request) -> Response:
-        changes = await _json_object(request)
-        if isinstance(changes, Response):
-            return changes
-        try:
-            config = sandbox.configure(changes)
-        except ValidationError as exc:
-            return _invalid(exc)
+        config = await _validated(request, sandbox.configure)
+        if isinstance(config, Response):
+            return config
         return JSONResponse(config.model_dump(mode="json"))
 
     async def add_faults(request: Request) -> Response:
-        body = await _json_object(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            script = FaultScript.model_validate(body)
-        except ValidationError as exc:
-            return _invalid(exc)
+        script = await _validated(request, FaultScript.model_validate)
+        if isinstance(script, Response):
+            return script
         sandbox.script(script)
         return _pending(sandbox)
 
@@ -169,18 +163,18 @@ async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def _json_object(request: Request) -> dict[str, Any] | Response:
+async def _validated(request: Request, parse: Callable[[dict[str, Any]], T]) -> T | Response:
+    """The request's JSON object passed through `parse`, or the 400/422 answer to send instead."""
     try:
         body = await request.json()
     except ValueError:
         return JSONResponse({"detail": "body must be JSON"}, status_code=400)
     if not isinstance(body, dict):
         return JSONResponse({"detail": "body must be a JSON object"}, status_code=400)
-    return body
-
-
-def _invalid(exc: ValidationError) -> Response:
-    return JSONResponse({"detail": json.loads(exc.json(include_url=False))}, status_code=422)
+    try:
+        return parse(body)
+    except ValidationError as exc:
+        return JSONResponse({"detail": json.loads(exc.json(include_url=False))}, status_code=422)
 
 
 def _pending(sandbox: Sandbox) -> Response:
