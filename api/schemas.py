@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.responses import utc_timestamp
-from shared.core.models import Job, JobStatus
+from shared.core.models import Job, JobStatus, OutputSize
 
 
 class JobError(BaseModel):
@@ -24,7 +24,7 @@ class JobPublic(BaseModel):
     id: uuid.UUID
     symbol: str
     status: JobStatus
-    outputsize: str | None
+    outputsize: OutputSize | None
     attempts: int
     created_at: str
     started_at: str | None
@@ -43,7 +43,7 @@ class JobPublic(BaseModel):
         return cls(
             id=job.id,
             symbol=job.symbol,
-            status=JobStatus(job.status),
+            status=job.status,
             outputsize=job.outputsize,
             attempts=job.attempts,
             created_at=utc_timestamp(job.created_at) or "",

@@ -50,6 +50,7 @@ def main() -> None:
         )
         # Imported once the environment points at the throwaway servers.
         from shared.core.db import dispose_engine, session_scope
+        from shared.core.models import OutputSize
         from shared.core.settings import get_settings
         from shared.domain.audit import audited_call_times
         from shared.domain.jobs import create_job
@@ -80,7 +81,8 @@ def main() -> None:
         jobs = new_jobs("J", args.jobs)
         job_wall, job_cpu = _per_item(run(jobs), args.jobs)
         fetch_wall, fetch_cpu = _per_item(
-            lambda index: upstream.client.fetch_daily(f"F{index:05d}", "compact"), args.jobs
+            lambda index: upstream.client.fetch_daily(f"F{index:05d}", OutputSize.COMPACT),
+            args.jobs,
         )
         upstream.close()
         dispose_engine()

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from shared.core.db import session_scope
 from shared.core.logs import configure_logging
-from shared.core.models import Job, JobStatus
+from shared.core.models import Job, JobStatus, OutputSize
 from shared.core.settings import get_settings
 from shared.core.symbols import normalize_symbol
 from shared.domain.audit import audited_call_times
@@ -35,7 +35,7 @@ out = Console()
 err = Console(stderr=True)
 
 OutputSizeOption = Annotated[
-    Optional[str],  # noqa: UP045 (typer needs Optional on Python 3.11)
+    Optional[OutputSize],  # noqa: UP045 (typer needs Optional on Python 3.11)
     typer.Option(help="compact (latest 100 days) or full (20+ years, premium keys)"),
 ]
 # `stockpile fetch` waits in-process for budget up to this long; beyond, workers take over.
@@ -52,12 +52,6 @@ def _symbols(raw: Sequence[str]) -> tuple[list[str], bool]:
             err.print(f"[red]{item}[/]: invalid symbol, {exc}")
             ok = False
     return list(dict.fromkeys(symbols)), ok
-
-
-def _outputsize(value: str | None) -> str | None:
-    if value not in (None, "compact", "full"):
-        raise typer.BadParameter("must be compact or full", param_hint="--outputsize")
-    return value
 
 
 def _describe(job: Job) -> str:
@@ -87,14 +81,13 @@ def fetch(
     """Refresh symbols now, in this process, through the same code path as a worker."""
     settings = get_settings()
     configure_logging(settings)
-    size = _outputsize(outputsize)
     wanted, all_ok = _symbols(symbols)
     upstream = make_upstream(settings, audited_call_times)
     worker = f"cli:{uuid.uuid4().hex[:8]}"
     try:
         for symbol in wanted:
             with session_scope() as session:
-                created = create_job(session, symbol, outputsize=size, source="cli")
+                created = create_job(session, symbol, outputsize=outputsize, source="cli")
             job = created.job
             if not created.created:
                 out.print(f"{symbol}: a job is already in flight ({job.id}); waiting for it")
@@ -142,12 +135,11 @@ def enqueue(
 
     settings = get_settings()
     configure_logging(settings)
-    size = _outputsize(outputsize)
     wanted, all_ok = _symbols(symbols)
     job_ids: list[uuid.UUID] = []
     for symbol in wanted:
         with session_scope() as session:
-            result = submit_job(session, symbol, outputsize=size, source="cli")
+            result = submit_job(session, symbol, outputsize=outputsize, source="cli")
         state = "created" if result.created else "already in flight"
         out.print(f"{symbol}: job {result.job.id} {state}")
         job_ids.append(result.job.id)

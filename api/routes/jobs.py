@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -15,7 +15,7 @@ from api.params import Limit, Page, Symbol
 from api.responses import READ_ERRORS, WRITE_ERRORS, Envelope, ListEnvelope, error_doc, ok, ok_list
 from api.schemas import JobPublic
 from api.sessions import database_session
-from shared.core.models import JobStatus
+from shared.core.models import JobStatus, OutputSize
 from shared.domain.jobs import get_job, list_jobs
 from shared.domain.queue import submit_job
 
@@ -28,7 +28,7 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbol: Symbol
-    outputsize: Literal["compact", "full"] | None = Field(
+    outputsize: OutputSize | None = Field(
         default=None, description="Default: compact, or full when enabled and history is missing"
     )
 

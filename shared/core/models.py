@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Enum,
     Index,
     Integer,
     Numeric,
@@ -26,6 +27,17 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlmodel import Field, SQLModel
 
 SYMBOL_MAX_LENGTH = 15
+
+
+def _stored_as_value(enum: type[StrEnum], length: int) -> Enum:
+    """A VARCHAR column holding the enum's values ("queued", not "QUEUED"), read back as members."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 def utcnow() -> datetime:
@@ -118,8 +130,12 @@ class Job(SQLModel, table=True):
         default_factory=uuid.uuid4, sa_column=Column(UUID(as_uuid=True), primary_key=True)
     )
     symbol: str = Field(sa_column=Column(String(SYMBOL_MAX_LENGTH), nullable=False))
-    outputsize: str | None = Field(default=None, sa_column=Column(String(8)))
-    status: str = Field(default=JobStatus.QUEUED, sa_column=Column(String(16), nullable=False))
+    outputsize: OutputSize | None = Field(
+        default=None, sa_column=Column(_stored_as_value(OutputSize, 8))
+    )
+    status: JobStatus = Field(
+        default=JobStatus.QUEUED, sa_column=Column(_stored_as_value(JobStatus, 16), nullable=False)
+    )
     source: str = Field(default="api", sa_column=Column(String(16), nullable=False))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     created_at: datetime = Field(
@@ -164,7 +180,9 @@ class ApiCall(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     called_at: datetime = Field(sa_column=_timestamp(nullable=False))
     symbol: str = Field(sa_column=Column(String(SYMBOL_MAX_LENGTH), nullable=False))
-    outputsize: str = Field(sa_column=Column(String(8), nullable=False))
+    outputsize: OutputSize = Field(
+        sa_column=Column(_stored_as_value(OutputSize, 8), nullable=False)
+    )
     job_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
     outcome: str = Field(sa_column=Column(String(32), nullable=False))
     duration_ms: int | None = Field(default=None, sa_column=Column(Integer))

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from shared.core.db import session_scope
-from shared.core.models import ApiCall, Job
+from shared.core.models import ApiCall, Job, OutputSize
 from shared.domain.jobs import held_by
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
@@ -61,7 +61,7 @@ def start_call(
     job_id: uuid.UUID,
     worker: str,
     called_at: float,
-    outputsize: str,
+    outputsize: OutputSize,
 ) -> int | None:
     """Count an attempt of the job and record its call as about to be made, in one statement.
 

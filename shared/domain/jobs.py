@@ -17,7 +17,14 @@ from sqlalchemy import Connection, Interval, Row, bindparam, func, select, text,
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col
 
-from shared.core.models import IN_FLIGHT_STATUSES, FinancialData, Job, JobStatus, utcnow
+from shared.core.models import (
+    IN_FLIGHT_STATUSES,
+    FinancialData,
+    Job,
+    JobStatus,
+    OutputSize,
+    utcnow,
+)
 
 # Any fixed number: the key of the transaction-level advisory lock that serializes dispatchers.
 _DISPATCH_LOCK_KEY = 0x53544F434B  # "STOCK"
@@ -40,7 +47,11 @@ def _job(row: Row[Any]) -> Job:
 
 
 def create_job(
-    session: Session, symbol: str, *, outputsize: str | None = None, source: str = "api"
+    session: Session,
+    symbol: str,
+    *,
+    outputsize: OutputSize | None = None,
+    source: str = "api",
 ) -> CreatedJob:
     """A new queued job for `symbol`, or the one already in flight; the caller commits."""
     # The partial unique index decides races between concurrent requests; the loop covers the
@@ -235,7 +246,7 @@ def requeue_job(
     not_before: datetime | None,
     detail: str | None = None,
     refund_attempt: bool = False,
-    outputsize: str | None = None,
+    outputsize: OutputSize | None = None,
 ) -> Job | None:
     """Give the job back to the queue until `not_before` (rate limit, backoff)."""
     values: dict[str, Any] = {

@@ -12,6 +12,7 @@ from functools import lru_cache
 from celery import Celery
 from sqlmodel import Session
 
+from shared.core.models import OutputSize
 from shared.core.settings import get_settings
 from shared.domain.jobs import CreatedJob, create_job, mark_dispatched
 
@@ -61,7 +62,9 @@ def send_job(job_id: uuid.UUID) -> bool:
     return True
 
 
-def submit_job(session: Session, symbol: str, *, outputsize: str | None, source: str) -> CreatedJob:
+def submit_job(
+    session: Session, symbol: str, *, outputsize: OutputSize | None, source: str
+) -> CreatedJob:
     """Create (or find in flight) the job for `symbol`, commit it, then send it to the workers."""
     result = create_job(session, symbol, outputsize=outputsize, source=source)
     session.commit()

@@ -183,7 +183,7 @@ class _Run:
             self.job.attempts = attempts
             started = time.monotonic()
             try:
-                series = self.upstream.client.fetch_daily(self.job.symbol, outputsize.value)
+                series = self.upstream.client.fetch_daily(self.job.symbol, outputsize)
             except PremiumOutputSize as exc:
                 self._audit(exc, started)
                 with session_scope() as session:

@@ -10,11 +10,11 @@ import json
 import logging
 import time
 from types import TracebackType
-from typing import Literal
 
 import httpx
 from pydantic import SecretStr
 
+from shared.core.models import OutputSize
 from shared.core.redaction import RedactingFilter, redact
 from shared.upstream.errors import (
     AlphaVantageError,
@@ -26,8 +26,6 @@ from shared.upstream.errors import (
 from shared.upstream.parser import SNIPPET_CHARS, Answer, DailySeries
 
 logger = logging.getLogger(__name__)
-
-OutputSize = Literal["compact", "full"]
 
 # httpx logs every request URL, query string and key included, at INFO on its own logger.
 _HTTPX_LOG_FILTER = RedactingFilter()
@@ -57,10 +55,9 @@ class AlphaVantageClient:
         )
         logging.getLogger("httpx").addFilter(_HTTPX_LOG_FILTER)
 
-    def fetch_daily(self, symbol: str, outputsize: OutputSize = "compact") -> DailySeries:
+    def fetch_daily(self, symbol: str, outputsize: OutputSize = OutputSize.COMPACT) -> DailySeries:
         """Fetch and parse the daily series of `symbol`, or raise an AlphaVantageError."""
-        if outputsize not in ("compact", "full"):
-            raise ValueError(f"outputsize must be 'compact' or 'full', not {outputsize!r}")
+        outputsize = OutputSize(outputsize)  # a ValueError for anything else
         if not symbol.strip():
             raise ValueError("symbol must not be empty")
         started = time.perf_counter()

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from shared.core.models import OutputSize
 from shared.core.redaction import redact
 from shared.upstream.errors import (
     AlphaVantageError,
@@ -81,7 +82,7 @@ class DailySeries:
     symbol: str
     bars: tuple[DailyBar, ...]
     last_refreshed: str
-    output_size: str
+    output_size: OutputSize
 
 
 _SERIES_KEY = "Time Series (Daily)"
@@ -231,10 +232,10 @@ class Answer:
             output_size=output_size,
         )
 
-    def _output_size(self, value: object) -> str:
+    def _output_size(self, value: object) -> OutputSize:
         text = value.strip().casefold() if isinstance(value, str) else ""
         # AlphaVantage reports "Compact" and "Full size".
-        for size in ("compact", "full"):
+        for size in OutputSize:
             if text.startswith(size):
                 return size
         raise BadResponse(

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
+from shared.core.models import OutputSize
 from shared.upstream.client import AlphaVantageClient
 from shared.upstream.errors import (
     AlphaVantageError,
@@ -284,7 +285,7 @@ def test_fetch_daily_sends_expected_query_params(
 ) -> None:
     fake_av.answer(series_payload({"2024-06-18": row()}))
 
-    client.fetch_daily("IBM", "full")
+    client.fetch_daily("IBM", OutputSize.FULL)
 
     assert fake_av.queries == [
         {
@@ -358,7 +359,7 @@ def test_fetch_daily_full_fixture_parses_all_rows(
 ) -> None:
     fake_av.answer((FIXTURES / "TIME_SERIES_DAILY_IBM_full_2021-06-02.json").read_bytes())
 
-    series = client.fetch_daily("IBM", "full")
+    series = client.fetch_daily("IBM", OutputSize.FULL)
 
     assert len(series.bars) == 5431
     assert series.bars[0].date == dt.date(1999, 11, 1)
