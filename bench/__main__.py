@@ -1,8 +1,9 @@
 """`python -m bench`: every benchmark (or some) on throwaway servers, then a table of ratios.
 
 python -m bench                      # everything (9-13 minutes on 2 busy cores)
-python -m bench --parts read         # one part: read, ingest, pipeline
+python -m bench --parts read         # one part: read, statistics, export, ingest, pipeline
 python -m bench --parts read --only "statistics" --seconds 4
+python -m bench --parts read --baseline ../wt-before   # also an earlier commit's API, same run
 python -m bench --update-docs        # also write the table into docs/benchmarks.md
 """
 
@@ -25,6 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from bench.dataset import load_dataset
+from bench.export import run_export
 from bench.ingest import run_ingest
 from bench.loadgen import find_wrk
 from bench.memory import RssSampler
@@ -32,18 +34,21 @@ from bench.pipeline import run_pipeline
 from bench.readapi import run_read
 from bench.report import Report, write_into
 from bench.stack import Stack, fresh_database, running_stack
+from bench.statistics_sql import run_statistics_sql
 from shared.settings import get_settings
 
 logger = logging.getLogger("bench")
 
-PARTS = ("read", "ingest", "pipeline")
+PARTS = ("read", "statistics", "export", "ingest", "pipeline")
+# The parts that run on the read benchmark's data set (loaded once for all of them).
+ON_READ_DATA = ("read", "statistics", "export")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--parts", default=",".join(PARTS), help="comma-separated: read,ingest,pipeline"
+        "--parts", default=",".join(PARTS), help=f"comma-separated: {','.join(PARTS)}"
     )
     parser.add_argument("--only", help="read cases whose name contains this text")
     parser.add_argument(
@@ -54,6 +59,18 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--symbols", type=int, default=1000, help="symbols in the read data set")
     parser.add_argument("--years", type=int, default=25, help="years of trading days per symbol")
+    parser.add_argument(
+        "--layout",
+        choices=("day", "symbol"),
+        default="day",
+        help="read data set inserted day by day across symbols (as daily refreshes leave it)"
+        " or symbol by symbol",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier commit: its API is measured beside this one's (read part)",
+    )
     parser.add_argument("--histories", type=int, default=100, help="full histories to ingest")
     parser.add_argument("--days", type=int, default=6500, help="trading days per history")
     parser.add_argument("--jobs", type=int, default=2000, help="jobs through the pipeline")
@@ -158,23 +175,35 @@ def main(argv: list[str] | None = None) -> int:
         sampler.running(),
     ):
         report = Report(machine=_machine(stack, tool, args))
-        if "read" in args.parts:
+        if any(part in args.parts for part in ON_READ_DATA):
             with fresh_database(stack, "read") as url:
                 report.data = load_dataset(
-                    url, symbols=args.symbols, years=args.years, end_year=dt.date.today().year - 1
-                )
-                report.read = run_read(
-                    stack,
                     url,
-                    report.data,
-                    seconds=args.seconds,
-                    rounds=args.rounds,
-                    tool=tool,
-                    workers=args.api_workers,
-                    sampler=sampler,
-                    only=args.only,
-                    profile=args.profile,
+                    symbols=args.symbols,
+                    years=args.years,
+                    end_year=dt.date.today().year - 1,
+                    layout=args.layout,
                 )
+                if "read" in args.parts:
+                    report.read = run_read(
+                        stack,
+                        url,
+                        report.data,
+                        seconds=args.seconds,
+                        rounds=args.rounds,
+                        tool=tool,
+                        workers=args.api_workers,
+                        sampler=sampler,
+                        only=args.only,
+                        profile=args.profile,
+                        baseline=args.baseline,
+                    )
+                if "statistics" in args.parts:
+                    report.statistics_sql = run_statistics_sql(
+                        url, report.data, seconds=max(2.0, args.seconds / args.rounds)
+                    )
+                if "export" in args.parts:
+                    report.export = run_export(stack, url, report.data, sampler=sampler)
         if "ingest" in args.parts:
             with fresh_database(stack, "ingest") as url:
                 report.ingest = run_ingest(
@@ -199,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         write_into(DOCS, markdown)
         logger.info("results written into %s", DOCS)
     met = [result.met for result in report.read]
+    met += [case.met for case in report.export.cases] if report.export else []
     met += [part.met for part in (report.ingest, report.pipeline) if part is not None]
     return 1 if args.strict and not all(met) else 0
 

@@ -18,8 +18,14 @@ __all__ = ["Process", "running_api", "running_worker"]
 
 
 @contextmanager
-def running_api(env: Mapping[str, str], *, workers: int = 1) -> Iterator[tuple[Process, str]]:
-    """The bench app (the API plus bench-only routes) under uvicorn; yields it and its URL."""
+def running_api(
+    env: Mapping[str, str], *, workers: int = 1, source: Path | None = None, name: str = "api"
+) -> Iterator[tuple[Process, str]]:
+    """The bench app (the API plus bench-only routes) under uvicorn; yields it and its URL.
+
+    `source`: another checkout (a worktree of an earlier commit) whose code the app runs
+    instead of this one's, for a same-run comparison.
+    """
     port = free_port()
     command = [
         sys.executable,
@@ -35,10 +41,12 @@ def running_api(env: Mapping[str, str], *, workers: int = 1) -> Iterator[tuple[P
         "--log-level",
         "warning",
         "--no-access-log",
+        # uvicorn puts this folder first on sys.path, ahead of this checkout.
+        *(["--app-dir", str(source)] if source is not None else []),
     ]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as log_dir:
-        process = Process("api", command, env, Path(log_dir))
+        process = Process(name, command, env, Path(log_dir))
         try:
             _wait_http(process, f"{url}/healthz", timeout=60)
             yield process, url

@@ -7,8 +7,9 @@ import datetime as dt
 import logging
 import statistics
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -19,7 +20,7 @@ from api.routes import prices
 from bench.dataset import DataSet
 from bench.loadgen import Throughput, run_http_load
 from bench.memory import RssSampler, process_tree_cpu
-from bench.processes import running_api
+from bench.processes import Process, running_api
 from bench.profile import API_PARTS, sampling
 from bench.sqlbaseline import CapturingReadPool, Statement, run_sql_load
 from bench.stack import Stack
@@ -61,6 +62,15 @@ class ReadResult:
     constant_cpu_ms: float
     api_profile: dict[str, float]
     validated_constant: Throughput
+    baseline: Throughput | None = None
+    baseline_cpu_ms: float = 0.0
+
+    @property
+    def versus_baseline(self) -> float | None:
+        """API req/s over the earlier commit's API req/s, same case, same run."""
+        if self.baseline is None or not self.baseline.rate:
+            return None
+        return self.api.rate / self.baseline.rate
 
     @property
     def database_bound(self) -> bool:
@@ -88,6 +98,8 @@ def read_cases(data: DataSet) -> list[ReadCase]:
     year = data.last_day.year
     month_start, month_end = dt.date(year, 3, 1), dt.date(year, 3, 31)
     year_start, year_end = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    # Ten years from mid-month to mid-month: both edge months are partial, the dearer case.
+    decade_start, decade_end = dt.date(year - 10, 6, 15), dt.date(year, 6, 14)
 
     def listing(**values: object) -> Callable[[ReadPool], Awaitable[object]]:
         return lambda reads: prices.read_financial_data(
@@ -137,6 +149,12 @@ def read_cases(data: DataSet) -> list[ReadCase]:
             statistics(year_start, year_end),
         ),
         ReadCase(
+            "statistics, 10 years",
+            stats_path,
+            {"symbol": symbol, "start_date": str(decade_start), "end_date": str(decade_end)},
+            statistics(decade_start, decade_end),
+        ),
+        ReadCase(
             "statistics, 25 years",
             stats_path,
             {"symbol": symbol, "start_date": str(data.first_day), "end_date": str(data.last_day)},
@@ -176,20 +194,40 @@ def run_read(
     sampler: RssSampler,
     only: str | None = None,
     profile: bool = False,
+    baseline: Path | None = None,
 ) -> list[ReadResult]:
     """Every read case (or those whose name contains `only`) with its baselines.
 
     Each of the four measurements of a case gets `seconds` in all, in `rounds` interleaved
     slices (the order rotates), so a burst of load from elsewhere hits all of them alike. With
-    `profile`, py-spy samples the API during its slices (where its CPU goes).
+    `profile`, py-spy samples the API during its slices (where its CPU goes). With `baseline`
+    (a checkout of an earlier commit), that commit's API serves the same database beside this
+    one's and is measured in the same slices.
     """
     cases = [case for case in read_cases(data) if only is None or only in case.name]
     results: list[ReadResult] = []
-    with running_api(stack.process_env(database_url), workers=workers) as (api, url):
+    env = stack.process_env(database_url)
+    with ExitStack() as running:
+        api, url = running.enter_context(running_api(env, workers=workers))
+        earlier = (
+            None
+            if baseline is None
+            else running.enter_context(
+                running_api(env, workers=workers, source=baseline, name="baseline-api")
+            )
+        )
         sampler.watch("API (read benchmark)", api.pid, children=workers > 1)
         for case in cases:
             result = _read_case(
-                case, url, api.pid, database_url, seconds / rounds, rounds, tool, profile
+                case,
+                url,
+                api.pid,
+                database_url,
+                seconds / rounds,
+                rounds,
+                tool,
+                profile,
+                earlier,
             )
             logger.info(
                 "%s: API %.0f/s (%.2f ms CPU each), SQL %.0f/s, constant %.0f/s (%.2f ms CPU)",
@@ -214,6 +252,7 @@ def _read_case(
     rounds: int,
     tool: str,
     profile: bool,
+    earlier: tuple[Process, str] | None,
 ) -> ReadResult:
     response = httpx.get(url + case.target, timeout=60)
     if response.status_code != 200:
@@ -225,10 +264,19 @@ def _read_case(
         "constant": f"{url}/_bench/constant/{size}",
         "validated constant": f"{url}/_bench/validated_constant/{size}?{urlencode(case.params)}",
     }
+    pids = {"api": pid, "constant": pid, "validated constant": pid}
+    if earlier is not None:
+        targets["baseline"] = earlier[1] + case.target
+        pids["baseline"] = earlier[0].pid
+        answer = httpx.get(targets["baseline"], timeout=60)
+        if answer.content != response.content:
+            raise RuntimeError(f"{case.target}: the baseline answers differently")
     runs: dict[str, list[Throughput]] = {name: [] for name in ["sql", *targets]}
     cpu = dict.fromkeys(targets, 0.0)
     profiles: list[dict[str, float]] = []
-    run_http_load(targets["api"], seconds=1, tool=tool)  # warm caches and the pool
+    for warm in ("api", "baseline"):  # warm caches and the pools
+        if warm in targets:
+            run_http_load(targets[warm], seconds=1, tool=tool)
     for round_ in range(rounds):
         order = list(runs)
         for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
@@ -241,9 +289,9 @@ def _read_case(
                 else nullcontext({})
             )
             with profiling as shares:
-                before = process_tree_cpu(pid)
+                before = process_tree_cpu(pids[name])
                 runs[name].append(run_http_load(targets[name], seconds=slice_seconds, tool=tool))
-                cpu[name] += process_tree_cpu(pid) - before
+                cpu[name] += process_tree_cpu(pids[name]) - before
             if shares:
                 profiles.append(shares)
     combined = {name: combine(slices) for name, slices in runs.items()}
@@ -261,6 +309,10 @@ def _read_case(
             for part in (profiles[0] if profiles else {})
         },
         validated_constant=combined["validated constant"],
+        baseline=combined.get("baseline"),
+        baseline_cpu_ms=(
+            _per_request(cpu["baseline"], combined["baseline"]) if "baseline" in combined else 0.0
+        ),
     )
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from bench.cpu import ROLES
 from bench.dataset import DataSet
+from bench.export import EXPORT_SHARE_TARGET, RSS_GROWTH_TARGET, ExportReport
 from bench.ingest import UPSERT_SHARE_TARGET, IngestResult
 from bench.loadgen import Throughput
 from bench.pipeline import NOOP_SHARE_TARGET, PipelineResult
 from bench.readapi import FRAMEWORK_SHARE_TARGET, SQL_TIME_TARGET, ReadResult
+from bench.statistics_sql import StatisticsSqlResult
 
 START_MARKER = "<!-- bench:results:start -->"
 END_MARKER = "<!-- bench:results:end -->"
@@ -27,14 +29,22 @@ class Report:
     ingest: IngestResult | None = None
     pipeline: PipelineResult | None = None
     memory: dict[str, int] = field(default_factory=dict)
+    statistics_sql: list[StatisticsSqlResult] = field(default_factory=list)
+    export: ExportReport | None = None
 
     def markdown(self) -> str:
         """The report as Markdown."""
         lines = [*self.machine, ""]
         if self.read:
             lines += _read_table(self.read, self.data)
+            if any(result.baseline is not None for result in self.read):
+                lines += _baseline_table(self.read)
             if any(result.api_profile for result in self.read):
                 lines += _profile_table(self.read)
+        if self.statistics_sql:
+            lines += _statistics_sql_table(self.statistics_sql)
+        if self.export:
+            lines += _export_table(self.export)
         if self.ingest is not None:
             lines += _ingest_table(self.ingest)
         if self.pipeline is not None:
@@ -58,7 +68,7 @@ def _read_table(results: list[ReadResult], data: DataSet | None) -> list[str]:
         lines += [
             f"Data set: {data.symbols:,} symbols x {data.rows // data.symbols:,} trading days"
             f" ({data.first_day} to {data.last_day}) = {data.rows:,} rows,"
-            f" loaded in {data.seconds:.0f} s.",
+            f" inserted {LAYOUT_NAMES[data.layout]}, loaded in {data.seconds:.0f} s.",
             "",
         ]
     lines += [
@@ -81,6 +91,80 @@ def _read_table(results: list[ReadResult], data: DataSet | None) -> list[str]:
             f" | {result.ratio:.2f} | {target} | {_met(result.met)} |"
         )
     return [*lines, ""]
+
+
+LAYOUT_NAMES = {
+    "day": "day by day across all symbols (as daily refreshes leave them)",
+    "symbol": "symbol by symbol (each history in one piece)",
+}
+
+
+def _baseline_table(results: list[ReadResult]) -> list[str]:
+    lines = [
+        "The same cases on the earlier commit's API (`--baseline`: its checkout serving the same"
+        " database beside this one, measured in the same interleaved slices; answers checked"
+        " byte-identical first):",
+        "",
+        "| case | this commit req/s | CPU ms/req | earlier commit req/s | CPU ms/req"
+        " | this / earlier | at least as fast |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for result in results:
+        if result.baseline is None or result.versus_baseline is None:
+            continue
+        lines.append(
+            f"| {result.case.name} | {result.api.rate:,.0f} | {result.api_cpu_ms:.2f}"
+            f" | {result.baseline.rate:,.0f} | {result.baseline_cpu_ms:.2f}"
+            f" | {result.versus_baseline:.2f} | {_met(result.versus_baseline >= 1.0)} |"
+        )
+    return [*lines, ""]
+
+
+def _statistics_sql_table(results: list[StatisticsSqlResult]) -> list[str]:
+    lines = [
+        "### Statistics: the SQL alone, two ways to avoid visiting every row",
+        "",
+        "One client (`pgbench -c 1 -M prepared`) for the latency, 16 clients for the rate;"
+        " EXPLAIN (ANALYZE, BUFFERS) of one run for the pages touched.",
+        "",
+        "| range | statement | 1 client mean ms | 16 clients tx/s | EXPLAIN ms | buffers |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| {result.range_name} | {result.way} | {result.single_ms:.3f}"
+        f" | {result.concurrent.rate:,.0f} | {result.explain_ms:.3f} | {result.buffers:,} |"
+        for result in results
+    ]
+    return [*lines, ""]
+
+
+def _export_table(report: ExportReport) -> list[str]:
+    lines = [
+        "### Bulk export: `GET /api/financial_data.csv` against psql's `COPY ... TO STDOUT`",
+        "",
+        "One request at a time, each a client process (curl; psql) whose whole output the"
+        " benchmark reads from a pipe, timed from its start to its end; the same SELECT, and"
+        " outputs of the same size; alternating, median time of each.",
+        "",
+        "| export | rows | bytes | API s | API rows/s | psql s | psql rows/s | API / psql"
+        " | target | met |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    lines += [
+        f"| {case.name} | {case.rows:,} | {case.bytes:,} | {case.api_seconds:.3f}"
+        f" | {case.api_rate:,.0f} | {case.psql_seconds:.3f} | {case.psql_rate:,.0f}"
+        f" | {case.ratio:.2f} | >= {EXPORT_SHARE_TARGET:.2f} | {_met(case.met)} |"
+        for case in report.cases
+    ]
+    lines += [
+        "",
+        f"API RSS during the full export: {report.rss_before / 2**20:,.0f} MiB before,"
+        f" {report.rss_peak / 2**20:,.0f} MiB at most (sampled every 0.05 s), growth"
+        f" {report.rss_growth / 2**20:,.1f} MiB (target < {RSS_GROWTH_TARGET / 2**20:.0f} MiB:"
+        f" {_met(report.rss_growth < RSS_GROWTH_TARGET)}).",
+        "",
+    ]
+    return lines
 
 
 def _profile_table(results: list[ReadResult]) -> list[str]:

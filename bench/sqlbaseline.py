@@ -70,9 +70,13 @@ def pgbench_script(statements: Sequence[Statement]) -> tuple[str, dict[str, str]
 
 
 def run_sql_load(
-    database_url: str, statements: Sequence[Statement], *, seconds: float
+    database_url: str,
+    statements: Sequence[Statement],
+    *,
+    seconds: float,
+    clients: int = CONNECTIONS,
 ) -> Throughput:
-    """`seconds` of pgbench running `statements` (one transaction each round) on 16 clients."""
+    """`seconds` of pgbench running `statements` (one transaction each round) on `clients`."""
     params = libpq_params(database_url)
     env = {
         **os.environ,
@@ -93,9 +97,9 @@ def run_sql_load(
             "prepared",
             *(f"--define={name}={value}" for name, value in variables.items()),
             "-c",
-            str(CONNECTIONS),
+            str(clients),
             "-j",
-            "2",
+            str(min(2, clients)),
             "-T",
             str(max(1, round(seconds))),
             "-f",

@@ -15,9 +15,9 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = SQLModel.metadata
 
-# Kept by triggers (migration 0003), never written by the application: no model, so autogenerate
-# must not propose dropping it.
-TRIGGER_MAINTAINED_TABLES = {"financial_data_counts"}
+# Kept by triggers (migrations 0003 and 0004), never written by the application: no model, so
+# autogenerate must not propose dropping them.
+TRIGGER_MAINTAINED_TABLES = {"financial_data_counts", "financial_data_monthly"}
 
 
 def _include_name(name: str | None, type_: str, _parent_names: object) -> bool:

@@ -1,0 +1,287 @@
+"""Statistics from monthly sums (migration 0004) equal the plain average over the rows.
+
+Property-based: random ranges (inside one month, across year ends, at month edges, past the
+stored days) and random writes (upserts changing old days, deletes, moves, truncate), each
+checked against `round(avg(...))` over financial_data itself, digit for digit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlmodel import Session
+
+from shared.alphavantage import DailyBar
+from shared.db import asyncpg_dsn
+from shared.prices import (
+    NOTHING,
+    PriceStatistics,
+    price_statistics,
+    split_by_month,
+    upsert_prices,
+)
+
+SYMBOLS = ("IBM", "AAPL", "BRK.B")
+FIRST_DAY, LAST_DAY = dt.date(2019, 11, 1), dt.date(2022, 2, 28)
+
+# The contract's statistics as the plain aggregate over every stored row of the range.
+PLAIN_SQL = (
+    "SELECT count(*), round(avg(open_price), 2), round(avg(close_price), 2), round(avg(volume))"
+    " FROM financial_data WHERE symbol = $1 AND date BETWEEN $2 AND $3"
+)
+# What the triggers should hold: the monthly sums recomputed from the rows.
+MONTHLY_SQL = """
+SELECT symbol, month, days, open_sum, close_sum, volume_sum FROM financial_data_monthly
+WHERE days <> 0
+EXCEPT ALL
+SELECT symbol, date_trunc('month', date)::date, count(*), sum(open_price), sum(close_price),
+       sum(volume) FROM financial_data GROUP BY 1, 2
+"""
+RECOMPUTED_SQL = """
+SELECT symbol, date_trunc('month', date)::date, count(*), sum(open_price), sum(close_price),
+       sum(volume) FROM financial_data GROUP BY 1, 2
+EXCEPT ALL
+SELECT symbol, month, days, open_sum, close_sum, volume_sum FROM financial_data_monthly
+"""
+
+
+def price(rng: random.Random) -> Decimal:
+    """A positive price with 0 to 6 decimals, trailing zeros kept as AlphaVantage sends them."""
+    scale = rng.randint(0, 6)
+    return (
+        Decimal(rng.randint(1, 500_000_000)).scaleb(-scale)
+        if scale
+        else Decimal(rng.randint(1, 5000))
+    )
+
+
+def bars(rng: random.Random, days: list[dt.date]) -> list[DailyBar]:
+    result = []
+    for day in days:
+        open_, close = price(rng), price(rng)
+        volume = rng.choice([0, 1, rng.randint(1, 10**6), rng.randint(1, 10**11)])
+        result.append(DailyBar(day, open_, max(open_, close), min(open_, close), close, volume))
+    return result
+
+
+def weekdays(first: dt.date, last: dt.date) -> list[dt.date]:
+    count = (last - first).days + 1
+    return [d for d in (first + dt.timedelta(days=i) for i in range(count)) if d.weekday() < 5]
+
+
+class Reader:
+    """One asyncpg connection on its own event loop, for the synchronous hypothesis tests."""
+
+    def __init__(self, database_url: str) -> None:
+        self._runner = asyncio.Runner()
+        self._connection: asyncpg.Connection = self._runner.run(
+            asyncpg.connect(asyncpg_dsn(database_url))
+        )
+
+    def statistics(self, symbol: str, start: dt.date, end: dt.date) -> PriceStatistics | None:
+        return self._runner.run(price_statistics(self._connection.fetch, symbol, start, end))
+
+    def plain(self, symbol: str, start: dt.date, end: dt.date) -> PriceStatistics | None:
+        row = self._runner.run(self._connection.fetchrow(PLAIN_SQL, symbol, start, end))
+        assert row is not None
+        days, open_, close, volume = row
+        if days == 0:
+            return None
+        return PriceStatistics(days, open_, close, int(volume))
+
+    def close(self) -> None:
+        self._runner.run(self._connection.close())
+        self._runner.close()
+
+
+@pytest.fixture
+def reader(database_url: str) -> Iterator[Reader]:
+    reader = Reader(database_url)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def stored(session: Session) -> Session:
+    """Each symbol on most weekdays of 2019-11..2022-02 (a few missing), random prices."""
+    rng = random.Random(16)
+    for symbol in SYMBOLS:
+        days = [d for d in weekdays(FIRST_DAY, LAST_DAY) if rng.random() > 0.05]
+        upsert_prices(session, symbol, bars(rng, days))
+    session.commit()
+    return session
+
+
+def assert_identical(reader: Reader, symbol: str, start: dt.date, end: dt.date) -> None:
+    expected = reader.plain(symbol, start, end)
+    found = reader.statistics(symbol, start, end)
+    assert found == expected, (symbol, start, end)
+    if expected is not None and found is not None:
+        # Byte-identical: the same digits and the same scale, as the response renders them.
+        assert [str(found.average_open), str(found.average_close)] == [
+            str(expected.average_open),
+            str(expected.average_close),
+        ]
+
+
+def assert_sums_exact(session: Session) -> None:
+    session.rollback()
+    assert session.execute(text(MONTHLY_SQL)).all() == []
+    assert session.execute(text(RECOMPUTED_SQL)).all() == []
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+around_the_data = st.dates(FIRST_DAY - dt.timedelta(days=40), LAST_DAY + dt.timedelta(days=40))
+
+
+@st.composite
+def date_ranges(draw: st.DrawFn) -> tuple[dt.date, dt.date]:
+    """Any range, one inside a month, one across a year end, or one on month boundaries."""
+    kind = draw(st.sampled_from(["any", "within a month", "across a year end", "month edges"]))
+    if kind == "within a month":
+        start = draw(around_the_data)
+        month_end = _next_month(start) - dt.timedelta(days=1)
+        return start, draw(st.dates(start, month_end))
+    if kind == "across a year end":
+        year = draw(st.integers(FIRST_DAY.year, LAST_DAY.year))
+        start = dt.date(year, 12, 31) - dt.timedelta(days=draw(st.integers(0, 400)))
+        end = dt.date(year + 1, 1, 1) + dt.timedelta(days=draw(st.integers(0, 400)))
+        return start, end
+    if kind == "month edges":
+        first, last = sorted([draw(around_the_data), draw(around_the_data)])
+        start = first.replace(day=1) - dt.timedelta(days=draw(st.sampled_from([0, 1])))
+        end = _next_month(last) - dt.timedelta(days=draw(st.sampled_from([1, 2])))
+        return (start, end) if start <= end else (end, start)
+    first, last = sorted([draw(around_the_data), draw(around_the_data)])
+    return first, last
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(symbol=st.sampled_from([*SYMBOLS, "MSFT"]), bounds=date_ranges())
+def test_statistics_equal_the_plain_average_over_any_range(
+    stored: Session, reader: Reader, symbol: str, bounds: tuple[dt.date, dt.date]
+) -> None:
+    assert_identical(reader, symbol, *bounds)
+
+
+write = st.one_of(
+    st.tuples(st.just("upsert"), st.sampled_from(SYMBOLS), around_the_data, st.integers(1, 60)),
+    st.tuples(st.just("delete"), st.sampled_from(SYMBOLS), around_the_data, st.integers(1, 60)),
+    st.tuples(st.just("move"), st.sampled_from(SYMBOLS), around_the_data, st.integers(1, 60)),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(write, min_size=1, max_size=4),
+    ranges=st.lists(date_ranges(), min_size=3, max_size=6),
+    seed=st.integers(0, 2**32),
+)
+def test_statistics_stay_identical_after_writes_that_change_old_days(
+    stored: Session,
+    reader: Reader,
+    writes: list[tuple[str, str, dt.date, int]],
+    ranges: list[tuple[dt.date, dt.date]],
+    seed: int,
+) -> None:
+    stored.rollback()  # a clean transaction even after a failed example
+    rng = random.Random(seed)
+    for kind, symbol, first, length in writes:
+        last = first + dt.timedelta(days=length)
+        if kind == "upsert":
+            # New prices (other scales) for old days, and new days past the stored ones.
+            upsert_prices(stored, symbol, bars(rng, weekdays(first, last)))
+        elif kind == "delete":
+            stored.execute(
+                text("DELETE FROM financial_data WHERE symbol = :s AND date BETWEEN :a AND :b"),
+                {"s": symbol, "a": first, "b": last},
+            )
+        else:
+            # A plain UPDATE moving days a week on (maybe into another month) and to another
+            # symbol, prices changed; days whose new place is taken stay.
+            stored.execute(
+                text(
+                    "UPDATE financial_data AS f SET date = f.date + 7, symbol = :t,"
+                    " open_price = f.open_price * 1.5"
+                    " WHERE f.symbol = :s AND f.date BETWEEN :a AND :b AND NOT EXISTS"
+                    " (SELECT FROM financial_data AS g WHERE g.symbol = :t AND g.date = f.date + 7)"
+                ),
+                {"s": symbol, "t": rng.choice(SYMBOLS), "a": first, "b": last},
+            )
+        stored.commit()
+    assert_sums_exact(stored)
+    for symbol in SYMBOLS:
+        for start, end in ranges:
+            assert_identical(reader, symbol, start, end)
+
+
+def test_truncate_empties_the_sums(stored: Session, reader: Reader) -> None:
+    assert reader.statistics("IBM", FIRST_DAY, LAST_DAY) is not None
+    stored.execute(text("TRUNCATE financial_data"))
+    stored.commit()
+    assert stored.execute(text("SELECT count(*) FROM financial_data_monthly")).scalar_one() == 0
+    assert reader.statistics("IBM", FIRST_DAY, LAST_DAY) is None
+
+
+def test_a_range_of_only_emptied_months_has_no_stored_day(stored: Session, reader: Reader) -> None:
+    stored.execute(
+        text(
+            "DELETE FROM financial_data"
+            " WHERE symbol = 'IBM' AND date BETWEEN '2020-03-01' AND '2020-04-30'"
+        )
+    )
+    stored.commit()
+    assert reader.statistics("IBM", dt.date(2020, 3, 1), dt.date(2020, 4, 30)) is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "months", "head", "tail"),
+    [
+        ("2020-01-01", "2020-01-31", ("2020-01-01", "2020-01-01"), None, None),
+        ("2020-01-02", "2020-01-30", None, ("2020-01-02", "2020-01-30"), None),
+        (
+            "2019-12-15",
+            "2020-02-10",
+            ("2020-01-01", "2020-01-01"),
+            ("2019-12-15", "2019-12-31"),
+            ("2020-02-01", "2020-02-10"),
+        ),
+        ("2020-02-01", "2020-02-29", ("2020-02-01", "2020-02-01"), None, None),
+        ("2020-01-31", "2020-02-01", None, ("2020-01-31", "2020-02-01"), None),
+        ("0001-01-01", "9999-12-31", ("0001-01-01", "9999-12-01"), None, None),
+        ("9999-12-02", "9999-12-31", None, ("9999-12-02", "9999-12-31"), None),
+        ("0001-01-01", "0001-01-30", None, ("0001-01-01", "0001-01-30"), None),
+    ],
+)
+def test_split_by_month(
+    start: str,
+    end: str,
+    months: tuple[str, str] | None,
+    head: tuple[str, str] | None,
+    tail: tuple[str, str] | None,
+) -> None:
+    def dates(pair: tuple[str, str] | None) -> tuple[dt.date, dt.date]:
+        return (
+            NOTHING
+            if pair is None
+            else (dt.date.fromisoformat(pair[0]), dt.date.fromisoformat(pair[1]))
+        )
+
+    split = split_by_month(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    assert (split.months, split.head, split.tail) == (dates(months), dates(head), dates(tail))
