@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
@@ -103,14 +102,6 @@ def recent_call_times(session: Session, *, within: timedelta) -> list[float]:
         {"within": within},
     ).scalars()
     return [float(value) for value in rows]
-
-
-def calls_by_outcome(session: Session) -> Sequence[tuple[str, int]]:
-    """How many calls ended in each outcome, ever."""
-    rows = session.execute(
-        text("SELECT outcome, count(*) FROM api_calls GROUP BY outcome ORDER BY outcome")
-    ).all()
-    return [(outcome, int(count)) for outcome, count in rows]
 
 
 def calls_today_by_outcome(session: Session) -> dict[str, int]:

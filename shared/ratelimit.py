@@ -132,6 +132,11 @@ class LimiterStatus:
         return min(w.remaining for w in self.windows)
 
 
+def history_needed(windows: Iterable[RateWindow]) -> float:
+    """Seconds of past calls a rebuild reads: the longest window and the rebuild's margin."""
+    return max(w.seconds for w in windows) + _REBUILD_MARGIN_SECONDS
+
+
 def parse_rate_limits(text: str) -> tuple[RateWindow, ...]:
     """Parse ``1/second,25/day`` (units second/minute/hour/day, or ``N/Kunit``) into windows."""
     if not text.strip():

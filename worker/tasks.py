@@ -20,8 +20,15 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from shared.db import dispose_engine
 from shared.dispatch import dispatch_due_jobs, follow_up_delay, reserve_follow_up
 from shared.models import utcnow
-from shared.queue import TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES, TASK_RUN_JOB, send_job
+from shared.queue import (
+    TASK_APPLY_RETENTION,
+    TASK_DISPATCH_DUE_JOBS,
+    TASK_ENQUEUE_DUE_REFRESHES,
+    TASK_RUN_JOB,
+    send_job,
+)
 from shared.refresh import Outcome, RunPolicy, run_job
+from shared.retention import apply_retention, call_retention, job_retention
 from shared.settings import get_settings
 from shared.tracking import enqueue_due_refreshes
 from shared.upstream import Upstream, make_redis, make_upstream
@@ -115,3 +122,11 @@ def enqueue_due_refreshes_task() -> int:
     if created:
         dispatch_due_jobs_task.delay()
     return len(created)
+
+
+@app.task(name=TASK_APPLY_RETENTION)
+def apply_retention_task() -> int:
+    """Delete finished jobs and audited calls past their retention window, in small batches."""
+    settings = get_settings()
+    report = apply_retention(job_keep=job_retention(settings), call_keep=call_retention(settings))
+    return report.jobs + report.api_calls
