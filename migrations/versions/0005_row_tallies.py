@@ -10,7 +10,8 @@ counts now live in `row_tallies`, kept in the writing transaction by triggers, s
 and in the same snapshot as the rows. Writers only ever INSERT a signed delta there (never update
 a shared counter row), so no writer waits for another; the retention task folds the deltas into
 one row per key (`shared/retention.compact_tallies`). The retention task also adds what it deletes
-under `jobs_deleted` / `api_calls_deleted`, so totals in `/metrics` never go down.
+under `jobs_deleted` / `api_calls_deleted`, so totals in `/metrics` never go down (a TRUNCATE,
+an operator's reset, clears both).
 
 The job triggers fire on INSERT, DELETE and `UPDATE OF status` only: the heartbeat's lease
 renewals (every 5 s per running job) set `lease_expires_at` alone and fire nothing.
@@ -74,7 +75,7 @@ def _create_triggers(table: str, column: str) -> None:
         CREATE FUNCTION {table}_tally_truncated() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
-            DELETE FROM row_tallies WHERE kind = '{table}';
+            DELETE FROM row_tallies WHERE kind IN ('{table}', '{table}_deleted');
             RETURN NULL;
         END $$
         """
