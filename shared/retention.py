@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Rows per statement: a few milliseconds of locks and WAL, so nothing waits on a batch.
 BATCH_SIZE = 500
 # One run stops after this long; the next run (beat) carries on where it stopped.
-RUN_SECONDS = 20.0
+RUN_SECONDS = 10.0
 
 _PURGE_JOBS = text(
     """

@@ -51,32 +51,35 @@ class TrackResult:
     needs_refresh: bool
 
 
+# `{tracked}` is the tracked symbols wanted (one page, or one symbol): the coverage is computed
+# for those rows only, never for the rows a page skips. First and last day are each one probe of
+# the primary key at an end of the symbol's range; the row count comes from the trigger-kept
+# financial_data_counts (migration 0003), not from counting the symbol's rows.
 _COVERAGE_SQL = """
-    SELECT t.symbol, t.created_at, s.first_date, s.last_date, coalesce(s.rows, 0),
+    SELECT t.symbol, t.created_at,
+           (SELECT min(f.date) FROM financial_data f WHERE f.symbol = t.symbol),
+           (SELECT max(f.date) FROM financial_data f WHERE f.symbol = t.symbol),
+           coalesce((SELECT c.rows FROM financial_data_counts c WHERE c.symbol = t.symbol), 0),
            t.last_refreshed_at, t.failure_code, t.failure_message, t.failed_at, t.retry_at
-    FROM tracked_symbols t
-    LEFT JOIN LATERAL (
-        SELECT min(date) AS first_date, max(date) AS last_date, count(*) AS rows
-        FROM financial_data f WHERE f.symbol = t.symbol
-    ) s ON true
+    FROM ({tracked}) t
+    ORDER BY t.symbol
 """
 
 
 def list_tracked(session: Session, *, limit: int, offset: int) -> tuple[list[Coverage], int]:
     """One page of tracked symbols in alphabetical order, and how many there are."""
     count = int(session.execute(text("SELECT count(*) FROM tracked_symbols")).scalar_one())
+    page = "SELECT * FROM tracked_symbols ORDER BY symbol LIMIT :limit OFFSET :offset"
     rows = session.execute(
-        text(_COVERAGE_SQL + " ORDER BY t.symbol LIMIT :limit OFFSET :offset"),
-        {"limit": limit, "offset": offset},
+        text(_COVERAGE_SQL.format(tracked=page)), {"limit": limit, "offset": offset}
     ).all()
     return [Coverage(*row) for row in rows], count
 
 
 def get_tracked(session: Session, symbol: str) -> Coverage | None:
     """One tracked symbol's coverage, or None when it is not tracked."""
-    row = session.execute(
-        text(_COVERAGE_SQL + " WHERE t.symbol = :symbol"), {"symbol": symbol}
-    ).one_or_none()
+    one = "SELECT * FROM tracked_symbols WHERE symbol = :symbol"
+    row = session.execute(text(_COVERAGE_SQL.format(tracked=one)), {"symbol": symbol}).one_or_none()
     return Coverage(*row) if row is not None else None
 
 

@@ -200,9 +200,8 @@ def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(
         thread.join(timeout=120)
     assert not errors, errors
     session.rollback()
-    actual = dict(
-        session.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).tuples().all()
-    )
+    rows = session.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).all()
+    actual = dict(rows)
     failed = 3 * len(range(0, 40, 3))
     assert actual == {"queued": 120 - failed, "failed": failed}
     assert {k: v for k, v in tallies(session, JOBS)[JOBS].items() if v} == actual
