@@ -178,6 +178,7 @@ def load_year(engine: Engine, symbols: int, days: int) -> None:
             conn.execute(text(statement), {"symbols": symbols, "price_days": PRICE_DAYS})
         print(f"  {time.monotonic() - started:6.1f} s  {statement[:60]}…", file=sys.stderr)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SET statement_timeout = 0"))
         conn.execute(text("VACUUM ANALYZE"))
 
 
@@ -345,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_year(engine, args.symbols, args.days)
             backlog = create_backlog()
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("SET statement_timeout = 0"))
                 conn.execute(text("VACUUM ANALYZE jobs"))
             if args.explain:
                 explain(engine)
