@@ -31,33 +31,23 @@ down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (table, column whose value is counted, tally kind)
+# (table, column whose values are counted); the tally kind is the table name.
 _COUNTED = (('jobs', 'status'), ('api_calls', 'outcome'))
 
 
 def _create_triggers(table: str, column: str) -> None:
-    op.execute(
-        f"""
-        CREATE FUNCTION {table}_tally_inserted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            INSERT INTO row_tallies (kind, key, delta)
-            SELECT '{table}', {column}, count(*) FROM inserted GROUP BY {column};
-            RETURN NULL;
-        END $$
-        """
-    )
-    op.execute(
-        f"""
-        CREATE FUNCTION {table}_tally_deleted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            INSERT INTO row_tallies (kind, key, delta)
-            SELECT '{table}', {column}, -count(*) FROM deleted GROUP BY {column};
-            RETURN NULL;
-        END $$
-        """
-    )
+    for name, sign in (('inserted', ''), ('deleted', '-')):
+        op.execute(
+            f"""
+            CREATE FUNCTION {table}_tally_{name}() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO row_tallies (kind, key, delta)
+                SELECT '{table}', {column}, {sign}count(*) FROM {name} GROUP BY {column};
+                RETURN NULL;
+            END $$
+            """
+        )
     # A row trigger: an UPDATE trigger with transition tables cannot be limited to `UPDATE OF`.
     op.execute(
         f"""
