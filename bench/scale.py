@@ -169,12 +169,16 @@ def load_year(engine: Engine, symbols: int, days: int) -> None:
             "INSERT INTO api_calls (called_at, symbol, outputsize, outcome, duration_ms)"
             " SELECT now() - make_interval(days => d, secs => s), 'S' || lpad(s::text, 5, '0'),"
             " 'compact', CASE WHEN (s + d) % 50 = 0 THEN 'upstream_error' ELSE 'ok' END, 120"
-            f" FROM generate_series({start}, {end}) d, generate_series(0, :symbols - 1) s"
+            # Calls start today (day 0), so /api/budget's calls_today has a day's rows to count.
+            f" FROM generate_series({start - 1}, {end - 1}) d,"
+            " generate_series(0, :symbols - 1) s"
             " ORDER BY d DESC, s DESC"
         )
     for statement in steps:
         started = time.monotonic()
         with engine.begin() as conn:
+            # The engine's 30 s statement timeout is for requests, not for loading millions.
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
             conn.execute(text(statement), {"symbols": symbols, "price_days": PRICE_DAYS})
         print(f"  {time.monotonic() - started:6.1f} s  {statement[:60]}…", file=sys.stderr)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
