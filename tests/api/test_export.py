@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import socket
+import time
+from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -13,6 +16,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.deps import EXPORTS_AT_ONCE, ExportConnections
+from api.errors import ServiceUnavailable
+from shared.db import CONNECT_TIMEOUT_SECONDS
 from shared.prices import upsert_prices
 from tests.support import bar, history, wait_until
 
@@ -209,3 +215,24 @@ def test_openapi_documents_the_exports_errors_as_json(api: httpx.Client) -> None
             "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
         }
     assert "ErrorEnvelope" in spec["components"]["schemas"]
+
+
+def test_a_fifth_export_at_once_answers_503_after_a_bounded_wait(database_url: str) -> None:
+    async def scenario() -> tuple[float, str]:
+        exports = ExportConnections(lambda: database_url)
+        async with AsyncExitStack() as held:
+            for _ in range(EXPORTS_AT_ONCE):
+                await held.enter_async_context(exports.connection())
+            began = time.monotonic()
+            with pytest.raises(ServiceUnavailable) as refused:
+                async with exports.connection():
+                    pass
+            waited = time.monotonic() - began
+        # The slots are free again once the exports end.
+        async with exports.connection() as connection:
+            assert await connection.fetchval("SELECT 1") == 1
+        return waited, refused.value.message
+
+    waited, message = asyncio.run(scenario())
+    assert CONNECT_TIMEOUT_SECONDS <= waited < CONNECT_TIMEOUT_SECONDS + 5
+    assert "Too many exports" in message
