@@ -319,7 +319,7 @@ def release_expired_leases(session: Session) -> int:
     """Put running jobs whose worker vanished back in the queue; how many were released."""
     result = session.execute(
         update(Job)
-        # Reads running jobs only (ix_jobs_running), however long the queue.
+        # Reads running jobs only (ix_jobs_status_created_at), however long the queue.
         .where(col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < func.now())
         .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, dispatched_at=None)
     )

@@ -116,7 +116,6 @@ class Job(SQLModel, table=True):
             "dispatched_at",
             postgresql_where=text("status = 'queued'"),
         ),
-        Index("ix_jobs_running", "id", postgresql_where=text("status = 'running'")),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_jobs_status"
         ),

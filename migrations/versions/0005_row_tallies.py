@@ -17,8 +17,10 @@ The job triggers fire on INSERT, DELETE and `UPDATE OF status` only: the heartbe
 renewals (every 5 s per running job) set `lease_expires_at` alone and fire nothing.
 
 The indexes serve the request paths and the dispatcher's tick at scale (docs/architecture.md,
-"A year at 10,000 symbols"): listing by status, due queued jobs oldest first, jobs sent to the
-broker recently, and running jobs (the lease check) without reading every queued job.
+"A year at 10,000 symbols"): by status and age (the listing by status, due queued jobs oldest
+first, running jobs for the lease check without reading every queued job) and jobs sent to the
+broker recently. None is on `lease_expires_at`: renewals change it every 5 s and would stop
+being HOT updates.
 """
 
 from collections.abc import Sequence
@@ -116,14 +118,9 @@ def upgrade() -> None:
         ['dispatched_at'],
         postgresql_where=sa.text("status = 'queued'"),
     )
-    # Not on lease_expires_at: renewals change it every 5 s and would stop being HOT updates.
-    op.create_index(
-        'ix_jobs_running', 'jobs', ['id'], postgresql_where=sa.text("status = 'running'")
-    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_jobs_running', table_name='jobs')
     op.drop_index('ix_jobs_queued_dispatched_at', table_name='jobs')
     op.drop_index('ix_jobs_status_created_at', table_name='jobs')
     for table, _column in reversed(_COUNTED):
