@@ -10,7 +10,8 @@ On throwaway PostgreSQL and Redis, in one run:
 2. a year of operation generated in SQL: `--symbols` tracked symbols, 250 price rows each,
    one finished job and one audited call per symbol and day for `--days` days, then beat's
    `enqueue_due_refreshes` creates a backlog of one queued job per symbol (every symbol lags);
-3. the same figures on the loaded database, and one retention run (what it deletes per second);
+3. beat's refresh check at the daily peak (every symbol due, before the backlog exists), the
+   same figures on the loaded database, and one retention run (what it deletes per second);
 4. the fleet (2 worker instances x 2 processes, beat) against the sandbox under
    `--limits` (300/minute) for `--minutes` whole minutes from the first call, spending that
    backlog: calls in each consecutive minute and the most in any sliding 60 s.
@@ -95,6 +96,23 @@ def measure_endpoints(url: str, paths: Sequence[tuple[str, str]]) -> dict[str, f
             get(path)  # warm: connections, prepared statements
             results[name] = p50_ms(lambda path=path: get(path))  # type: ignore[misc]
     return results
+
+
+def measure_refresh_check() -> float:
+    """Beat's refresh check when every tracked symbol lags and none has a job (the daily peak)."""
+    from shared.db import session_scope
+    from shared.models import utcnow
+    from shared.settings import get_settings
+    from shared.tracking import symbols_due
+
+    min_interval = timedelta(seconds=get_settings().refresh_min_interval_seconds)
+
+    def refresh_check() -> None:
+        with session_scope() as session:
+            symbols_due(session, now=utcnow(), min_interval=min_interval)
+
+    refresh_check()
+    return p50_ms(refresh_check, rounds=5)
 
 
 def measure_periodic() -> dict[str, float]:
@@ -281,14 +299,17 @@ def render(
     backlog: tuple[int, float],
     retention: tuple[int, float],
     fill: Fill,
+    peak_check: float,
+    load: float,
 ) -> str:
     """The Markdown table for docs/benchmarks.md."""
     jobs = symbols * days
     lines = [
-        f"Machine: {machine()}; load average (1 min) before the fleet ran: {fill.load:.2f}.",
+        f"Machine: {machine()}; load average (1 min) when the loaded database was measured:"
+        f" {load:.2f}, before the fleet ran: {fill.load:.2f} (the machine is shared).",
         f"Loaded: {symbols:,} tracked symbols, {symbols * PRICE_DAYS:,} price rows, {jobs:,}"
         f" finished jobs, {jobs:,} audited calls, and a backlog of {backlog[0]:,} queued"
-        f" refresh jobs (created by `enqueue_due_refreshes` in {backlog[1]:.2f} s).",
+        " refresh jobs.",
         "",
         "| what | empty database (ms) | a year loaded (ms) | target | met |",
         "|---|--:|--:|--:|---|",
@@ -299,6 +320,10 @@ def render(
         lines.append(f"| {name} | {empty[name]:.1f} | {value:.1f} | < {target:.0f} | {met} |")
     rows, seconds = retention
     lines += [
+        "",
+        f"Beat's refresh check at the daily peak (every symbol lags, none has a job in flight,"
+        f" so it returns all {symbols:,}): {peak_check:.1f} ms; creating their jobs"
+        f" (`enqueue_due_refreshes`, one insert per job): {backlog[1]:.1f} s.",
         "",
         f"Retention (90 days) deleted {rows:,} rows in its first run of {seconds:.1f} s"
         f" ({rows / seconds:,.0f} rows/s, batches of 500, one short transaction each).",
@@ -348,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             empty = {**measure_endpoints(url, paths), **measure_periodic()}
             print("loading a year of operation", file=sys.stderr)
             load_year(engine, args.symbols, args.days)
+            every_symbol_due = measure_refresh_check()
             backlog = create_backlog()
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("SET statement_timeout = 0"))
@@ -355,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.explain:
                 explain(engine)
             print("measuring the loaded database", file=sys.stderr)
+            load = os.getloadavg()[0]
             loaded = {**measure_endpoints(url, paths), **measure_periodic()}
         # The dispatcher ticks above marked jobs as sent without a broker: send them again.
         with engine.begin() as conn:
@@ -363,7 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.dispose()
         print(f"fleet under {args.limits} for {args.minutes} minutes", file=sys.stderr)
         fill = measure_fill(stack, database_url, args.limits, args.minutes, limit)
-    markdown = render(empty, loaded, args.symbols, args.days, backlog, retention, fill)
+    markdown = render(
+        empty, loaded, args.symbols, args.days, backlog, retention, fill, every_symbol_due, load
+    )
     print(markdown)
     if args.update_docs:
         write_docs(markdown)

@@ -170,19 +170,26 @@ def retry_interval(tries: int, min_interval: timedelta) -> timedelta:
     return min(cap, min_interval * (1 << min(tries - 1, 20)))
 
 
+# The in-flight test comes first, as one anti-join against the in-flight jobs in a materialized
+# CTE: as plain WHERE conditions on tracked_symbols, the planner probed every symbol's newest
+# stored day before the join (10,000 probes, 230 ms with a backlog in flight, when no symbol can
+# be due). The per-symbol probes now run only for symbols with no job in flight.
 _CANDIDATES_SQL = text(
     """
-    SELECT t.symbol,
-           (SELECT max(j.created_at) FROM jobs j WHERE j.symbol = t.symbol) AS last_job_at,
+    WITH idle AS MATERIALIZED (
+        SELECT t.symbol FROM tracked_symbols t
+        WHERE (t.retry_at IS NULL OR t.retry_at <= :now)
+          AND NOT EXISTS (SELECT 1 FROM jobs j
+                          WHERE j.symbol = t.symbol AND j.status IN ('queued', 'running'))
+    )
+    SELECT i.symbol,
+           (SELECT max(j.created_at) FROM jobs j WHERE j.symbol = i.symbol) AS last_job_at,
            (SELECT count(*) FROM jobs j
-            WHERE j.symbol = t.symbol AND j.created_at >= :due_since) AS tries
-    FROM tracked_symbols t
-    WHERE (t.retry_at IS NULL OR t.retry_at <= :now)
-      AND NOT EXISTS (SELECT 1 FROM jobs j
-                      WHERE j.symbol = t.symbol AND j.status IN ('queued', 'running'))
-      AND coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = t.symbol),
+            WHERE j.symbol = i.symbol AND j.created_at >= :due_since) AS tries
+    FROM idle i
+    WHERE coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = i.symbol),
                    DATE '0001-01-01') < :target
-    ORDER BY t.symbol
+    ORDER BY i.symbol
     """
 )
 
