@@ -173,7 +173,9 @@ def retry_interval(tries: int, min_interval: timedelta) -> timedelta:
 # The in-flight test comes first, as one anti-join against the in-flight jobs in a materialized
 # CTE: as plain WHERE conditions on tracked_symbols, the planner probed every symbol's newest
 # stored day before the join (10,000 probes, 230 ms with a backlog in flight, when no symbol can
-# be due). The per-symbol probes now run only for symbols with no job in flight.
+# be due). The last job and the tries come from one range of ix_jobs_created_at (the jobs since
+# `:recent_since`, at most a few days' worth), grouped and hash-joined, not from two probes per
+# symbol: a symbol whose last job is older than that is due whatever its tries were.
 _CANDIDATES_SQL = text(
     """
     WITH idle AS MATERIALIZED (
@@ -181,15 +183,22 @@ _CANDIDATES_SQL = text(
         WHERE (t.retry_at IS NULL OR t.retry_at <= :now)
           AND NOT EXISTS (SELECT 1 FROM jobs j
                           WHERE j.symbol = t.symbol AND j.status IN ('queued', 'running'))
+    ),
+    lagging AS MATERIALIZED (
+        SELECT i.symbol FROM idle i
+        WHERE coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = i.symbol),
+                       DATE '0001-01-01') < :target
+    ),
+    recent AS (
+        SELECT j.symbol, max(j.created_at) AS last_job_at,
+               count(*) FILTER (WHERE j.created_at >= :due_since) AS tries
+        FROM jobs j
+        WHERE j.created_at >= :recent_since
+        GROUP BY j.symbol
     )
-    SELECT i.symbol,
-           (SELECT max(j.created_at) FROM jobs j WHERE j.symbol = i.symbol) AS last_job_at,
-           (SELECT count(*) FROM jobs j
-            WHERE j.symbol = i.symbol AND j.created_at >= :due_since) AS tries
-    FROM idle i
-    WHERE coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = i.symbol),
-                   DATE '0001-01-01') < :target
-    ORDER BY i.symbol
+    SELECT l.symbol, r.last_job_at, coalesce(r.tries, 0)
+    FROM lagging l LEFT JOIN recent r ON r.symbol = l.symbol
+    ORDER BY l.symbol
     """
 )
 
@@ -203,8 +212,12 @@ def symbols_due(session: Session, *, now: datetime, min_interval: timedelta) -> 
     """
     target = last_completed_trading_day(now)
     due_since = market_close_at(target) + DEFAULT_SETTLE
+    # A job older than the longest retry interval cannot make a symbol wait, so older jobs are
+    # not read (their symbol's last_job_at comes back NULL: due).
+    recent_since = min(due_since, now - max(min_interval, MAX_RETRY_INTERVAL))
     rows = session.execute(
-        _CANDIDATES_SQL, {"now": now, "target": target, "due_since": due_since}
+        _CANDIDATES_SQL,
+        {"now": now, "target": target, "due_since": due_since, "recent_since": recent_since},
     ).all()
     return [
         symbol
