@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.audit import recent_call_times
-from shared.db import session_scope
-from shared.jobs import create_job
+from shared.db import get_engine, session_scope
+from shared.jobs import claim_job, create_job, renew_lease
 from shared.ratelimit import RedisRateLimiter, parse_rate_limits
 from shared.retention import apply_retention, call_retention
 from shared.settings import Settings
@@ -213,16 +213,27 @@ def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(
 
 def test_lease_renewals_fire_no_tally(session: Session) -> None:
     job = create_job(session, "LEASE").job
-    session.execute(
-        text("UPDATE jobs SET status = 'running', worker = 'w', started_at = now() WHERE id = :id"),
-        {"id": job.id},
-    )
     session.commit()
+    with get_engine().connect() as conn:
+        claim = claim_job(conn, job.id, worker="w:1", lease=timedelta(seconds=15))
+        conn.commit()
+    assert claim is not None
+    claimed_at = claim.job.started_at
+    assert claimed_at is not None
     rows_before = session.execute(text("SELECT count(*) FROM row_tallies")).scalar_one()
-    session.execute(
-        text("UPDATE jobs SET lease_expires_at = now() + interval '15 seconds' WHERE id = :id"),
-        {"id": job.id},
-    )
-    session.commit()
+    for _ in range(3):
+        with get_engine().connect() as conn:
+            renewed = renew_lease(
+                conn,
+                job.id,
+                worker="w:1",
+                claimed_at=claimed_at,
+                window=timedelta(seconds=15),
+                hard_bound=timedelta(seconds=300),
+            )
+            conn.commit()
+        assert renewed is not None
+    session.rollback()
     assert session.execute(text("SELECT count(*) FROM row_tallies")).scalar_one() == rows_before
     assert stored_jobs(session, "running") == 1
+    assert stored_jobs(session, "queued") == 0
