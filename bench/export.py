@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import shutil
 import statistics
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -27,7 +23,7 @@ import psutil
 
 from bench.dataset import DataSet
 from bench.memory import RssSampler
-from bench.pg import libpq_params
+from bench.pg import libpq_env
 from bench.processes import running_api
 from bench.stack import Stack
 from shared.prices import PriceFilter, export_query
@@ -121,26 +117,6 @@ def _timed_read(command: list[str], env: dict[str, str] | None = None) -> tuple[
     return time.perf_counter() - began, size
 
 
-@contextmanager
-def _peak_rss(pid: int, interval: float = 0.05) -> Iterator[list[int]]:
-    """The largest RSS of `pid` while the block runs, in a one-item list filled at the end."""
-    process = psutil.Process(pid)
-    peak = [process.memory_info().rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(interval):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    thread = threading.Thread(target=sample, name="export-rss", daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-
-
 def run_export(
     stack: Stack,
     database_url: str,
@@ -154,15 +130,7 @@ def run_export(
     curl = shutil.which("curl")
     if curl is None:
         raise RuntimeError("curl not found: the export benchmark reads the API with it")
-    params = libpq_params(database_url)
-    psql_env = {
-        **os.environ,
-        "PGHOST": params.get("host", ""),
-        "PGPORT": params.get("port", "5432"),
-        "PGUSER": params.get("user", ""),
-        "PGPASSWORD": params.get("password", ""),
-        "PGDATABASE": params.get("dbname", ""),
-    }
+    psql_env = libpq_env(database_url)
     symbol = data.symbol(data.symbols // 2)
     years = data.last_day.year - data.first_day.year + 1
     plan = [
@@ -194,11 +162,11 @@ def run_export(
             sizes: set[int] = set()
             # The memory figure is the full export's: RSS just before it, and its peak.
             rss_before = psutil.Process(api.pid).memory_info().rss
-            rss_peak = rss_before
+            during = RssSampler(interval=0.05)
+            during.watch("API", api.pid)
             for _ in range(rounds):
-                with _peak_rss(api.pid) as peak:
+                with during.running():
                     seconds, size = _timed_read(api_command)
-                rss_peak = max(rss_peak, peak[0])
                 api_times.append(seconds)
                 sizes.add(size)
                 seconds, size = _timed_read(psql_command, psql_env)
@@ -206,6 +174,7 @@ def run_export(
                 sizes.add(size)
             if len(sizes) != 1:
                 raise RuntimeError(f"{name}: the API and psql wrote different sizes: {sizes}")
+            rss_peak = max(rss_before, during.peaks().get("API", 0))
             rows = data.rows if not query else data.rows // data.symbols
             case = ExportCase(
                 name,

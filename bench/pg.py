@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,6 +33,19 @@ def libpq_params(database_url: str) -> dict[str, str]:
     if url.database:
         params["dbname"] = url.database
     return params
+
+
+def libpq_env(database_url: str) -> dict[str, str]:
+    """This process's environment plus PGHOST, PGPORT, ... for libpq tools (pgbench, psql)."""
+    params = libpq_params(database_url)
+    return {
+        **os.environ,
+        "PGHOST": params.get("host", ""),
+        "PGPORT": params.get("port", "5432"),
+        "PGUSER": params.get("user", ""),
+        "PGPASSWORD": params.get("password", ""),
+        "PGDATABASE": params.get("dbname", ""),
+    }
 
 
 @contextmanager

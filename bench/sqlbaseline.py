@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import asyncpg
 
 from api.deps import ReadPool
 from bench.loadgen import CONNECTIONS, Throughput
-from bench.pg import libpq_params
+from bench.pg import libpq_env
 
 
 def find_pgbench() -> str:
@@ -77,15 +76,7 @@ def run_sql_load(
     clients: int = CONNECTIONS,
 ) -> Throughput:
     """`seconds` of pgbench running `statements` (one transaction each round) on `clients`."""
-    params = libpq_params(database_url)
-    env = {
-        **os.environ,
-        "PGHOST": params.get("host", ""),
-        "PGPORT": params.get("port", "5432"),
-        "PGUSER": params.get("user", ""),
-        "PGPASSWORD": params.get("password", ""),
-        "PGDATABASE": params.get("dbname", ""),
-    }
+    env = libpq_env(database_url)
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "script.sql"
         text, variables = pgbench_script(statements)

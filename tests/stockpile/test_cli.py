@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.prices import upsert_prices
+from stockpile.localstack import free_port
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_worker
 from tests.support import FAKE_API_KEY, history
@@ -154,3 +155,22 @@ def test_export_of_an_unknown_symbol_is_the_header_line() -> None:
         0,
         "symbol,date,open_price,high_price,low_price,close_price,volume\n",
     )
+
+
+def test_export_without_a_database_is_one_line_and_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "prices.csv"
+    result = subprocess.run(
+        [*STOCKPILE, "export", "IBM", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DATABASE_URL": f"postgresql+psycopg2://u:p@127.0.0.1:{free_port()}/x"},
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "stockpile export: cannot reach the database (ConnectionRefusedError)"
+    )
+    assert result.stdout == ""
+    assert not target.exists()
