@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.core.db import session_scope
 from shared.core.models import JobStatus
-from shared.domain.audit import calls_by_outcome
+from shared.domain.tallies import API_CALLS, API_CALLS_DELETED, JOBS, JOBS_DELETED, tallies
 from shared.upstream.ratelimit import RedisRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -85,25 +84,36 @@ class FleetCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         try:
             with session_scope() as session:
-                by_status = dict(
-                    session.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).all()
-                )
-                outcomes = calls_by_outcome(session)
+                counts = tallies(session, JOBS, JOBS_DELETED, API_CALLS, API_CALLS_DELETED)
         except Exception as exc:  # a scrape must not fail because one source is down
             logger.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return
-        jobs = GaugeMetricFamily("stockpile_jobs", "Jobs by status", labels=["status"])
+        # Totals include what retention deleted, so they never go down when it runs.
+        by_status = _added(counts[JOBS], counts[JOBS_DELETED])
+        jobs = GaugeMetricFamily(
+            "stockpile_jobs",
+            "Jobs by status: in flight now, or finished ever (including those retention deleted)",
+            labels=["status"],
+        )
         for status in JobStatus:
             jobs.add_metric([status.value], by_status.get(status.value, 0))
         yield jobs
         calls = GaugeMetricFamily(
             "stockpile_alphavantage_calls",
-            "AlphaVantage calls made, by outcome (from the audit log)",
+            "AlphaVantage calls made ever, by outcome (the audit log and what retention deleted)",
             labels=["outcome"],
         )
-        for outcome, count in outcomes:
+        for outcome, count in sorted(_added(counts[API_CALLS], counts[API_CALLS_DELETED]).items()):
             calls.add_metric([outcome], count)
         yield calls
+        deleted = CounterMetricFamily(
+            "stockpile_retention_deleted_rows",
+            "Rows the retention task deleted (finished jobs, audited calls)",
+            labels=["table"],
+        )
+        deleted.add_metric(["jobs"], sum(counts[JOBS_DELETED].values()))
+        deleted.add_metric(["api_calls"], sum(counts[API_CALLS_DELETED].values()))
+        yield deleted
 
     def _from_redis(self) -> Iterator[Metric]:
         try:
@@ -131,6 +141,14 @@ class FleetCollector(Collector):
             "Seconds left in a fleet-wide cooldown after an upstream throttle reply",
             value=status.cooldown_remaining,
         )
+
+
+def _added(*parts: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for key, count in part.items():
+            total[key] = total.get(key, 0) + count
+    return total
 
 
 def build_registry(

@@ -11,12 +11,17 @@ from alembic.config import Config
 _CANDIDATES = (Path(__file__).resolve().parents[1] / "alembic.ini", Path("alembic.ini"))
 
 
-def upgrade_head(database_url: str) -> None:
-    """Bring the database at `database_url` to the newest schema."""
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for the database at `database_url`."""
     ini = next((path for path in _CANDIDATES if path.is_file()), None)
     if ini is None:
         raise FileNotFoundError("alembic.ini not found beside the package or in this directory")
     config = Config(str(ini.resolve()))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade_head(database_url: str) -> None:
+    """Bring the database at `database_url` to the newest schema."""
+    command.upgrade(alembic_config(database_url), "head")

@@ -16,7 +16,12 @@ from kombu.entity import Queue
 from shared.core.logs import configure_logging
 from shared.core.settings import get_settings
 from shared.domain.dispatch import CONTROL_QUEUE
-from shared.domain.queue import QUEUE, TASK_DISPATCH_DUE_JOBS, TASK_ENQUEUE_DUE_REFRESHES
+from shared.domain.queue import (
+    QUEUE,
+    TASK_APPLY_RETENTION,
+    TASK_DISPATCH_DUE_JOBS,
+    TASK_ENQUEUE_DUE_REFRESHES,
+)
 
 settings = get_settings()
 
@@ -47,6 +52,7 @@ app.conf.update(
     task_routes={
         TASK_DISPATCH_DUE_JOBS: {"queue": CONTROL_QUEUE},
         TASK_ENQUEUE_DUE_REFRESHES: {"queue": CONTROL_QUEUE},
+        TASK_APPLY_RETENTION: {"queue": CONTROL_QUEUE},
     },
     task_create_missing_queues=False,
     task_serializer="json",
@@ -73,6 +79,11 @@ app.conf.update(
             "task": TASK_ENQUEUE_DUE_REFRESHES,
             "schedule": settings.refresh_check_interval_seconds,
             "options": {"expires": settings.refresh_check_interval_seconds},
+        },
+        "apply-retention": {
+            "task": TASK_APPLY_RETENTION,
+            "schedule": settings.retention_interval_seconds,
+            "options": {"expires": settings.retention_interval_seconds},
         },
     },
 )

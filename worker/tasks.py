@@ -16,12 +16,14 @@ from shared.core.models import utcnow
 from shared.core.settings import get_settings
 from shared.domain.dispatch import dispatch_due_jobs, follow_up_delay, reserve_follow_up
 from shared.domain.queue import (
+    TASK_APPLY_RETENTION,
     TASK_DISPATCH_DUE_JOBS,
     TASK_ENQUEUE_DUE_REFRESHES,
     TASK_RUN_JOB,
     send_job,
 )
 from shared.domain.refresh import Outcome, RunPolicy, run_job
+from shared.domain.retention import apply_retention, call_retention, job_retention
 from shared.domain.tracking import enqueue_due_refreshes
 from worker.celery_app import app
 from worker.resources import ResourceTask
@@ -82,3 +84,11 @@ def enqueue_due_refreshes_task() -> int:
     if created:
         dispatch_due_jobs_task.delay()
     return len(created)
+
+
+@app.task(name=TASK_APPLY_RETENTION)
+def apply_retention_task() -> int:
+    """Delete finished jobs and audited calls past their retention window, in small batches."""
+    settings = get_settings()
+    report = apply_retention(job_keep=job_retention(settings), call_keep=call_retention(settings))
+    return report.jobs + report.api_calls

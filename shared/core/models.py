@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -121,6 +122,12 @@ class Job(SQLModel, table=True):
         ),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_symbol_created_at", "symbol", "created_at"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index(
+            "ix_jobs_queued_dispatched_at",
+            "dispatched_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_jobs_status"
         ),
@@ -186,3 +193,19 @@ class ApiCall(SQLModel, table=True):
     job_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
     outcome: str = Field(sa_column=Column(String(32), nullable=False))
     duration_ms: int | None = Field(default=None, sa_column=Column(Integer))
+
+
+class RowTally(SQLModel, table=True):
+    """A signed change of a count (jobs by status, calls by outcome), written by triggers.
+
+    Writers only append; the count of a key is the sum of its deltas, and the retention task
+    folds them into one row per key (migration 0005).
+    """
+
+    __tablename__ = "row_tallies"
+    __table_args__ = (Index("ix_row_tallies_kind_key", "kind", "key"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    key: str = Field(sa_column=Column(String(32), nullable=False))
+    delta: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     refresh_min_interval_seconds: int = Field(default=1800, ge=1)
     # How often beat looks for tracked symbols behind the market (a cheap query; no upstream call).
     refresh_check_interval_seconds: float = Field(default=60.0, gt=0)
+    # Finished jobs / audited calls older than this many days are deleted (calls never sooner
+    # than the rate limiter's longest window needs them: shared/retention.call_retention).
+    job_retention_days: float = Field(default=90, gt=0)
+    api_call_retention_days: float = Field(default=90, gt=0)
+    # How often beat runs the retention task (each run deletes in small batches, then stops, and
+    # folds the count deltas of row_tallies: with nothing to delete it costs a few index probes).
+    retention_interval_seconds: float = Field(default=60, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("alphavantage_rate_limits")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
@@ -110,14 +109,6 @@ def audited_call_times(within: timedelta) -> list[float]:
     """`recent_call_times` in a session of its own: the rate limiter's history."""
     with session_scope() as session:
         return recent_call_times(session, within=within)
-
-
-def calls_by_outcome(session: Session) -> Sequence[tuple[str, int]]:
-    """How many calls ended in each outcome, ever."""
-    rows = session.execute(
-        text("SELECT outcome, count(*) FROM api_calls GROUP BY outcome ORDER BY outcome")
-    ).all()
-    return [(outcome, int(count)) for outcome, count in rows]
 
 
 def calls_today_by_outcome(session: Session) -> dict[str, int]:

@@ -25,6 +25,7 @@ from shared.core.models import (
     OutputSize,
     utcnow,
 )
+from shared.domain.tallies import stored_jobs
 
 # Any fixed number: the key of the transaction-level advisory lock that serializes dispatchers.
 _DISPATCH_LOCK_KEY = 0x53544F434B  # "STOCK"
@@ -104,7 +105,14 @@ def list_jobs(
         conditions.append(Job.status == status)
     if symbol is not None:
         conditions.append(Job.symbol == symbol)
-    count = session.execute(select(func.count()).select_from(Job).where(*conditions)).scalar_one()
+    if symbol is None:
+        # The trigger-kept tallies: a count(*) would read every job (millions after a year).
+        count = stored_jobs(session, status)
+    else:
+        # A symbol's jobs are a short range of ix_jobs_symbol_created_at.
+        count = session.execute(
+            select(func.count()).select_from(Job).where(*conditions)
+        ).scalar_one()
     jobs = (
         session.execute(
             select(Job)
@@ -322,6 +330,7 @@ def release_expired_leases(session: Session) -> int:
     """Put running jobs whose worker vanished back in the queue; how many were released."""
     result = session.execute(
         update(Job)
+        # Reads running jobs only (ix_jobs_status_created_at), however long the queue.
         .where(col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < func.now())
         .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, dispatched_at=None)
     )
@@ -383,14 +392,29 @@ def lock_dispatch(session: Session) -> None:
 
 
 def seconds_until_due(session: Session, *, resend_after: timedelta) -> float | None:
-    """Seconds until a queued job not on its way to a worker is due (0: now); None: no such job."""
+    """Seconds until a queued job not on its way to a worker is due (0: now); None: no such job.
+
+    Two index walks that stop at their first match (ix_jobs_status_created_at for a job due
+    now, ix_jobs_due for the earliest `not_before`), not a minimum over the whole backlog.
+    """
     value = session.execute(
         text(
             """
-            SELECT extract(epoch FROM min(coalesce(not_before, now())) - now())
-            FROM jobs
-            WHERE status = 'queued'
-              AND (dispatched_at IS NULL OR dispatched_at < now() - :resend_after)
+            SELECT CASE
+                WHEN EXISTS (
+                    SELECT 1 FROM jobs
+                    WHERE status = 'queued'
+                      AND (not_before IS NULL OR not_before <= now())
+                      AND (dispatched_at IS NULL OR dispatched_at < now() - :resend_after)
+                ) THEN 0
+                ELSE (
+                    SELECT extract(epoch FROM min(not_before) - now())
+                    FROM jobs
+                    WHERE status = 'queued'
+                      AND not_before > now()
+                      AND (dispatched_at IS NULL OR dispatched_at < now() - :resend_after)
+                )
+            END
             """
         ),
         {"resend_after": resend_after},

@@ -22,6 +22,7 @@ QUEUE = "stockpile"
 TASK_RUN_JOB = "stockpile.run_job"
 TASK_DISPATCH_DUE_JOBS = "stockpile.dispatch_due_jobs"
 TASK_ENQUEUE_DUE_REFRESHES = "stockpile.enqueue_due_refreshes"
+TASK_APPLY_RETENTION = "stockpile.apply_retention"
 
 # A producer must not hang a request when Redis is down: the job row is already committed and
 # beat's dispatcher re-sends it, so one quick try is enough.

@@ -57,7 +57,8 @@ class AlphaVantageClient:
 
     def fetch_daily(self, symbol: str, outputsize: OutputSize = OutputSize.COMPACT) -> DailySeries:
         """Fetch and parse the daily series of `symbol`, or raise an AlphaVantageError."""
-        outputsize = OutputSize(outputsize)  # a ValueError for anything else
+        if outputsize not in OutputSize.__members__.values():
+            raise ValueError(f"outputsize must be 'compact' or 'full', not {outputsize!r}")
         if not symbol.strip():
             raise ValueError("symbol must not be empty")
         started = time.perf_counter()

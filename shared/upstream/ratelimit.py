@@ -95,6 +95,11 @@ def _script(name: str) -> str:
     return (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
 
 
+def history_needed(windows: Iterable[RateWindow]) -> float:
+    """Seconds of past calls a rebuild reads: the longest window and the rebuild's margin."""
+    return max(w.seconds for w in windows) + _REBUILD_MARGIN_SECONDS
+
+
 _ACQUIRE_LUA = _script("acquire")
 _COOLDOWN_LUA = _script("cooldown")
 _EXHAUST_LUA = _script("exhaust")
