@@ -135,7 +135,9 @@ def test_full_history_falls_back_to_compact_on_a_free_key(
     assert calls_for(sandbox, "ORCL") == ["premium_outputsize", "ok"]
 
 
-@pytest.mark.usefixtures("worker")
+# Beat runs too: a retry's dispatcher follow-up may expire unrun on a busy machine, and beat's
+# tick is what sends the job again then (as in production).
+@pytest.mark.usefixtures("worker", "beat")
 def test_two_503s_then_success_succeeds_on_the_third_attempt(
     api: httpx.Client, sandbox: SandboxHandle, session: Session
 ) -> None:
@@ -146,7 +148,7 @@ def test_two_503s_then_success_succeeds_on_the_third_attempt(
     assert calls_for(sandbox, "AMZN") == ["http_503", "http_503", "ok"]
 
 
-@pytest.mark.usefixtures("worker")
+@pytest.mark.usefixtures("worker", "beat")
 @pytest.mark.parametrize(
     ("symbol", "code", "outcome"),
     [("ERR503", "upstream_error", "http_503"), ("TRUNC", "bad_response", "truncated")],
