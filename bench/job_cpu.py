@@ -53,7 +53,7 @@ def main() -> None:
         from shared.core.models import OutputSize
         from shared.core.settings import get_settings
         from shared.domain.audit import audited_call_times
-        from shared.domain.jobs import create_job
+        from shared.domain.jobs.records import create_job
         from shared.domain.refresh import Outcome, RunPolicy, run_job
         from shared.upstream.factory import make_upstream
 

@@ -2,12 +2,12 @@
 
 `python -m bench.lease_renewal [--jobs N] [--renewals R]` claims N jobs (as N running workers
 would hold them), then renews their leases round-robin R times through
-`shared.domain.jobs.renew_lease` on one pooled connection, and prints per renewal: wall time, this
-process's CPU, the database server's CPU (its backend process), the WAL written and the share of
-HOT updates. The baseline, measured in the same run, is the claim itself (`claim_job`), which every
-job runs once. Per
-running job and minute the heartbeat makes 60 / (JOB_HEARTBEAT_TIMEOUT_SECONDS / 3) renewals:
-12 with the default 15 s window. Throwaway servers, as in `python -m bench`.
+`shared.domain.jobs.lifecycle.renew_lease` on one pooled connection, and prints per renewal:
+wall time, this process's CPU, the database server's CPU (its backend process), the WAL written
+and the share of HOT updates. The baseline, measured in the same run, is the claim itself
+(`claim_job`), which every job runs once. Per running job and minute the heartbeat makes
+60 / (JOB_HEARTBEAT_TIMEOUT_SECONDS / 3) renewals: 12 with the default 15 s window. Throwaway
+servers, as in `python -m bench`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def main() -> None:
 
         from shared.core.db import autocommit_connection, dispose_engine, session_scope
         from shared.domain.heartbeat import LeaseTerms
-        from shared.domain.jobs import claim_job, create_job, renew_lease
+        from shared.domain.jobs.lifecycle import claim_job, renew_lease
+        from shared.domain.jobs.records import create_job
 
         terms = LeaseTerms(window=dt.timedelta(seconds=15), hard_bound=dt.timedelta(minutes=5))
 

@@ -42,7 +42,7 @@ from bench.stack import Stack, fresh_database, running_stack
 from shared.core.db import make_engine
 from shared.core.rate_windows import RateWindow, parse_rate_limits
 from shared.domain.dispatch import CONTROL_QUEUE
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 from shared.domain.queue import TASK_DISPATCH_DUE_JOBS
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox

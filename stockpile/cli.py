@@ -22,7 +22,7 @@ from shared.core.models import Job, JobStatus, OutputSize
 from shared.core.settings import get_settings
 from shared.core.symbols import normalize_symbol
 from shared.domain.audit import audited_call_times
-from shared.domain.jobs import create_job, get_job
+from shared.domain.jobs.records import create_job, get_job
 from shared.domain.refresh import Outcome, RunPolicy, run_job
 from shared.upstream.factory import Upstream, make_upstream
 

@@ -16,7 +16,7 @@ from api.responses import READ_ERRORS, WRITE_ERRORS, Envelope, ListEnvelope, err
 from api.schemas import JobPublic
 from api.sessions import database_session
 from shared.core.models import JobStatus, OutputSize
-from shared.domain.jobs import get_job, list_jobs
+from shared.domain.jobs.records import get_job, list_jobs
 from shared.domain.queue import submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

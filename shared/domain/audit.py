@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from shared.core.db import session_scope
 from shared.core.models import ApiCall, Job, OutputSize
-from shared.domain.jobs import held_by
+from shared.domain.jobs.table import held_by
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
 PENDING = "pending"

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from shared.core.db import session_scope
-from shared.domain.jobs import (
+from shared.domain.jobs.dispatching import (
     count_dispatched_waiting,
     lock_dispatch,
     release_expired_leases,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.core.db import autocommit_connection
-from shared.domain.jobs import renew_lease
+from shared.domain.jobs.lifecycle import renew_lease
 
 logger = logging.getLogger(__name__)
 

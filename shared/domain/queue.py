@@ -14,7 +14,8 @@ from sqlmodel import Session
 
 from shared.core.models import OutputSize
 from shared.core.settings import get_settings
-from shared.domain.jobs import CreatedJob, create_job, mark_dispatched
+from shared.domain.jobs.dispatching import mark_dispatched
+from shared.domain.jobs.records import CreatedJob, create_job
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,7 @@ from shared.core.models import Job, JobErrorCode, OutputSize, utcnow
 from shared.core.settings import Settings
 from shared.domain.audit import finish_call, start_call
 from shared.domain.heartbeat import LeaseTerms, heartbeat
-from shared.domain.jobs import (
-    claim_job,
-    fail_job,
-    requeue_job,
-    succeed_job,
-)
+from shared.domain.jobs.lifecycle import claim_job, fail_job, requeue_job, succeed_job
 from shared.domain.prices import upsert_prices
 from shared.domain.tracking import mark_failed, mark_refreshed
 from shared.upstream.errors import (

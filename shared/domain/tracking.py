@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from shared.core.db import session_scope
 from shared.core.market_calendar import DEFAULT_SETTLE, last_completed_trading_day, market_close_at
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 
 logger = logging.getLogger(__name__)
 

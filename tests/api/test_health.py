@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlmodel import Session
 
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 
 
 def test_healthz_answers_while_the_process_runs(api: httpx.Client) -> None:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 from shared.domain.queue import QUEUE
 from tests.support import API_TOKEN, FAKE_API_KEY
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 from shared.domain.queue import QUEUE, TASK_RUN_JOB
 from tests.support import wait_until
 

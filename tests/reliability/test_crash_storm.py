@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from shared.domain.jobs import claim_job
+from shared.domain.jobs.lifecycle import claim_job
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_beat, celery_worker
 from tests.reliability.harness import (

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.domain.jobs import create_job
+from shared.domain.jobs.records import create_job
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_beat, celery_worker
 from tests.support import API_TOKEN, FAKE_API_KEY, wait_until

@@ -25,7 +25,8 @@ from shared.domain.dispatch import (
     follow_up_delay,
     reserve_follow_up,
 )
-from shared.domain.jobs import create_job, take_due_jobs
+from shared.domain.jobs.dispatching import take_due_jobs
+from shared.domain.jobs.records import create_job
 from shared.upstream.ratelimit import RedisRateLimiter
 
 RESEND_AFTER = 120.0

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from shared.core.db import autocommit_connection
 from shared.core.models import Job
 from shared.domain.heartbeat import LeaseTerms, heartbeat
-from shared.domain.jobs import claim_job, renew_lease
+from shared.domain.jobs.lifecycle import claim_job, renew_lease
 from tests.reliability.harness import create_jobs
 from tests.support import wait_until
 

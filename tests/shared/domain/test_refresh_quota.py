@@ -21,7 +21,7 @@ from shared.core.market_calendar import last_completed_trading_day, trading_days
 from shared.core.models import Job, utcnow
 from shared.core.rate_windows import parse_rate_limits
 from shared.domain.heartbeat import LeaseTerms
-from shared.domain.jobs import create_job, get_job
+from shared.domain.jobs.records import create_job, get_job
 from shared.domain.prices import upsert_prices
 from shared.domain.refresh import Outcome, RunPolicy, RunResult, run_job
 from shared.upstream.client import AlphaVantageClient

@@ -18,7 +18,8 @@ from shared.core.db import get_engine, session_scope
 from shared.core.rate_windows import parse_rate_limits
 from shared.core.settings import Settings
 from shared.domain.audit import recent_call_times
-from shared.domain.jobs import claim_job, create_job, renew_lease
+from shared.domain.jobs.lifecycle import claim_job, renew_lease
+from shared.domain.jobs.records import create_job
 from shared.domain.retention import apply_retention, call_retention
 from shared.domain.tallies import JOBS, stored_jobs, tallies
 from shared.upstream.ratelimit import RedisRateLimiter
