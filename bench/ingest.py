@@ -17,24 +17,13 @@ from bench.pg import connect
 from shared.core.db import make_engine
 from shared.core.market_calendar import trading_days
 from shared.domain.prices import upsert_prices
+from shared.upstream.parser import DailyBar
 from stockpile.sandbox.data import generate_bars
 
 logger = logging.getLogger(__name__)
 
 UPSERT_SHARE_TARGET = 0.5
 _COLUMNS = "symbol, date, open_price, high_price, low_price, close_price, volume"
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """A parsed daily bar, as the AlphaVantage client hands it to the upsert."""
-
-    date: dt.date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
 
 
 @dataclass(frozen=True)
@@ -79,15 +68,15 @@ class IngestResult:
         )
 
 
-def full_histories(count: int, days: int, end: dt.date) -> dict[str, list[Bar]]:
+def full_histories(count: int, days: int, end: dt.date) -> dict[str, list[DailyBar]]:
     """`count` synthetic histories of `days` trading days up to `end` (the sandbox's walk)."""
     calendar = trading_days(end - dt.timedelta(days=days * 3 // 2), end)[-days:]
-    histories: dict[str, list[Bar]] = {}
+    histories: dict[str, list[DailyBar]] = {}
     for number in range(1, count + 1):
         symbol = f"H{number:04d}"
         walk = generate_bars(symbol, days)
         histories[symbol] = [
-            Bar(
+            DailyBar(
                 day,
                 Decimal(walk.opens[i]).scaleb(-4),
                 Decimal(walk.highs[i]).scaleb(-4),
@@ -150,7 +139,7 @@ def run_ingest(database_url: str, *, histories: int, days: int, end: dt.date) ->
     return result
 
 
-def _copy(conn: connection, symbol: str, bars: list[Bar]) -> None:
+def _copy(conn: connection, symbol: str, bars: list[DailyBar]) -> None:
     """COPY one history into the empty copy of the table, rendered from the bars, and commit."""
     buffer = io.StringIO(
         "".join(

@@ -47,6 +47,7 @@ from shared.domain.queue import TASK_DISPATCH_DUE_JOBS
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
 from tests.processes import celery_beat, celery_worker
+from tests.support import max_in_sliding_interval
 
 WORKER_INSTANCES = 2
 PROCESSES_PER_INSTANCE = 2
@@ -140,18 +141,6 @@ def perfect_grants(windows: Sequence[RateWindow], start: float, end: float) -> i
         if t >= end:
             return len(grants)
         grants.append(t)
-
-
-def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:
-    """Most calls in one half-open interval (t - seconds, t], over every call time t."""
-    ordered = sorted(times)
-    most = 0
-    first = 0
-    for last, t in enumerate(ordered):
-        while ordered[first] <= t - seconds:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def reuse_delays(times: Sequence[float], window: RateWindow) -> list[float]:

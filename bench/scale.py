@@ -38,13 +38,13 @@ from bench.quota import (
     SANDBOX_TODAY,
     fleet,
     machine,
-    max_in_sliding_interval,
     wake_dispatcher,
 )
 from bench.stack import Stack, fresh_database, running_stack
 from shared.core.db import make_engine
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import running_sandbox
+from tests.support import max_in_sliding_interval
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START_MARKER = "<!-- bench:scale:start -->"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -52,3 +52,19 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:
+    """Most events in one half-open interval (t - seconds, t], over every event time t.
+
+    Times are compared in whole microseconds, so float rounding cannot move an event across
+    an interval's edge.
+    """
+    stamps = sorted(round(t * 1_000_000) for t in times)
+    length = round(seconds * 1_000_000)
+    most = first = 0
+    for last, stamp in enumerate(stamps):
+        while stamps[first] <= stamp - length:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -9,7 +9,6 @@ sooner; the limiter and the sandbox treat every window length alike.)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from sqlmodel import Session
 
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
-from tests.support import wait_until
+from tests.support import max_in_sliding_interval, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,17 +28,6 @@ JOBS = 30
 # A freed token may wait this long for its next call (dispatch, broker, claim, on a busy CI box).
 REUSE_SLACK_SECONDS = 5.0
 RECEIVED = re.compile(r"Task stockpile\.run_job\[[^\]]+\] received")
-
-
-def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:
-    """Most calls in one half-open interval (t - seconds, t], over every call time t."""
-    ordered = sorted(times)
-    most = first = 0
-    for last, t in enumerate(ordered):
-        while ordered[first] <= t - seconds:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def test_max_in_sliding_interval_counts_the_worst_window() -> None:

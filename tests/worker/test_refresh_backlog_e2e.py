@@ -18,8 +18,7 @@ from sqlmodel import Session
 
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import celery_beat, celery_worker
-from tests.support import wait_until
-from tests.worker.test_quota_e2e import max_in_sliding_interval
+from tests.support import max_in_sliding_interval, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -15,6 +15,7 @@ import redis
 
 from shared.core.rate_windows import RateWindow, parse_rate_limits
 from shared.upstream.ratelimit import RedisRateLimiter
+from tests.support import max_in_sliding_interval
 
 MakeLimiter = Callable[..., RedisRateLimiter]
 
@@ -53,19 +54,6 @@ def assert_frees_at(limiter: RedisRateLimiter, frees_at: float) -> None:
             return
         assert attempt.retry_after == pytest.approx(frees_at - attempt.at, abs=1e-6)
         time.sleep(min(attempt.retry_after, 0.05))
-
-
-def max_in_any_interval(times: Sequence[float], length: float) -> int:
-    """Most grants inside one half-open interval (t - length, t] over all grant times t."""
-    stamps = sorted(round(t * 1_000_000) for t in times)
-    length_us = round(length * 1_000_000)
-    best = 0
-    start = 0
-    for end, stamp in enumerate(stamps):
-        while stamps[start] <= stamp - length_us:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_limiter_rejects_missing_or_duplicate_windows(
@@ -234,8 +222,8 @@ def test_acquire_concurrent_threads_never_exceed_any_sliding_window(
 
     # Grant times are Redis' clock at the decision, read inside the script: local clocks would
     # add the network and scheduling delay and could show a false violation.
-    assert max_in_any_interval(granted_at, 1) <= 5
-    assert max_in_any_interval(granted_at, 2) <= 8
+    assert max_in_sliding_interval(granted_at, 1) <= 5
+    assert max_in_sliding_interval(granted_at, 2) <= 8
     # Greedy use of 2.5 s under these windows is 13 grants (5 + 3 + 5); demand always exceeded
     # supply, so all but scheduling jitter of that must have been granted.
     assert 11 <= len(granted_at) <= 13
