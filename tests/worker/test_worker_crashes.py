@@ -161,9 +161,16 @@ def test_sigkill_of_the_pool_processes_mid_calls_reruns_both_jobs_within_seconds
 def test_a_call_longer_than_the_heartbeat_window_runs_once_on_a_live_worker(
     engine: Engine, sandbox: SandboxHandle
 ) -> None:
-    call_seconds = 12.0  # four heartbeat windows
+    # A 10 s window (renewals every 3.3 s): short against the call, yet long enough that a loaded
+    # machine cannot starve the heartbeat past it (a 3 s window lapsed here once under load).
+    window = 10
+    call_seconds = 3.5 * window
     sandbox.configure(latency_seconds=call_seconds)
-    env = {**SHORT_WINDOW, "ALPHAVANTAGE_TIMEOUT_SECONDS": "60"}
+    env = {
+        "JOB_LEASE_SECONDS": "300",
+        "JOB_HEARTBEAT_TIMEOUT_SECONDS": str(window),
+        "ALPHAVANTAGE_TIMEOUT_SECONDS": "90",
+    }
     with celery_worker(env, name="slow-a") as first, celery_worker(env, name="slow-b") as second:
         [job_id] = create_jobs(engine, ["LONGCALL"])
         holders: set[tuple[str, datetime]] = set()
