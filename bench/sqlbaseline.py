@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from api.read_pool import ReadPool
+from api.read_pool import READ_SETTINGS, ReadPool
 from bench.loadgen import CONNECTIONS, Throughput
 from bench.pg import libpq_env
 
@@ -53,7 +53,7 @@ def pgbench_script(statements: Sequence[Statement]) -> tuple[str, dict[str, str]
 
     Run with `-M prepared`, pgbench prepares each command once per connection and binds the
     variables as parameters, as asyncpg does with its statement cache: the server plans and
-    runs the same statements (custom plans first, then a generic one if it is as cheap).
+    runs the same statements, with the read pool's settings (`PGOPTIONS`).
     """
     commands: list[str] = []
     variables: dict[str, str] = {}
@@ -76,7 +76,9 @@ def run_sql_load(
     clients: int = CONNECTIONS,
 ) -> Throughput:
     """`seconds` of pgbench running `statements` (one transaction each round) on `clients`."""
-    env = libpq_env(database_url)
+    # The read pool's settings (its plan cache mode), so pgbench plans the statements alike.
+    options = " ".join(f"-c {name}={value}" for name, value in READ_SETTINGS.items())
+    env = {**libpq_env(database_url), "PGOPTIONS": options}
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "script.sql"
         text, variables = pgbench_script(statements)

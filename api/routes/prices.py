@@ -21,7 +21,8 @@ from api.responses import (
     ok,
     ok_list,
 )
-from shared.domain.prices import PriceFilter, price_page, price_statistics, stored_symbols
+from shared.domain.price_pages import price_page
+from shared.domain.prices import PriceFilter, price_statistics, stored_symbols
 
 router = APIRouter(prefix="/api", tags=["prices"])
 

@@ -116,6 +116,18 @@ class Fetch(Protocol):
     def __call__(self, query: str, *args: object) -> Awaitable[Sequence[Record]]: ...
 
 
+class Arguments:
+    """A statement's positional arguments: each value added once, referred to as `$n`."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        """Add `value`; its placeholder."""
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
 @dataclass(frozen=True, slots=True)
 class PriceFilter:
     """Optional filters of a price listing."""
@@ -124,19 +136,17 @@ class PriceFilter:
     start_date: dt.date | None = None
     end_date: dt.date | None = None
 
-    def where(self) -> tuple[list[str], list[object]]:
-        """SQL conditions on financial_data for the filters that are set, and their `$n` values."""
-        conditions: list[str] = []
-        values: list[object] = []
-        for condition, value in (
-            ("symbol = ${}", self.symbol),
-            ("date >= ${}", self.start_date),
-            ("date <= ${}", self.end_date),
-        ):
-            if value is not None:
-                values.append(value)
-                conditions.append(condition.format(len(values)))
-        return conditions, values
+    def where(self, arguments: Arguments) -> list[str]:
+        """SQL conditions on financial_data for the filters that are set (their values added)."""
+        return [
+            condition.format(arguments(value))
+            for condition, value in (
+                ("symbol = {}", self.symbol),
+                ("date >= {}", self.start_date),
+                ("date <= {}", self.end_date),
+            )
+            if value is not None
+        ]
 
 
 def price_text(column: str) -> str:
@@ -147,67 +157,9 @@ def price_text(column: str) -> str:
     return f"round({trimmed}, greatest(scale({trimmed}), 2))::text"
 
 
-PriceRow = tuple[str, dt.date, str, str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class PricePage:
-    """One page of stored days and how many days match the filters in all."""
-
-    count: int
-    rows: list[PriceRow]
-
-
-def _where(conditions: Sequence[str]) -> str:
+def where_clause(conditions: Sequence[str]) -> str:
+    """`WHERE` and the conditions joined by `AND`, or nothing without conditions."""
     return ("WHERE " + " AND ".join(conditions)) if conditions else ""
-
-
-# One statement, so the count and the page come from one snapshot in one round trip. The page
-# walks its offset on (symbol, date) keys alone, an index-only scan, and reads only `limit` rows
-# from the heap; a page past the end reads nothing (the offset is checked against the count).
-_PAGE_SQL = f"""
-WITH matching AS ({{count_sql}})
-SELECT m.n, p.symbol, p.date,
-       {price_text("p.open_price")}, {price_text("p.close_price")}, p.volume
-FROM matching AS m
-LEFT JOIN LATERAL (
-    SELECT f.symbol, f.date, f.open_price, f.close_price, f.volume
-    FROM (
-        SELECT symbol, date FROM financial_data {{page_where}}
-        ORDER BY date, symbol LIMIT {{limit}} OFFSET {{offset}}
-    ) AS k
-    JOIN financial_data AS f ON f.symbol = k.symbol AND f.date = k.date
-) AS p ON true
-ORDER BY p.date, p.symbol
-"""
-
-
-def _count_sql(filters: PriceFilter, conditions: Sequence[str]) -> str:
-    # Without dates the count is kept per symbol by triggers (migration 0003): no scan at all.
-    if filters.start_date is None and filters.end_date is None:
-        if filters.symbol is None:
-            return "SELECT coalesce(sum(rows), 0)::bigint AS n FROM financial_data_counts"
-        return (
-            "SELECT coalesce((SELECT rows FROM financial_data_counts"
-            f" WHERE {conditions[0]}), 0) AS n"
-        )
-    return f"SELECT count(*) AS n FROM financial_data {_where(conditions)}"
-
-
-async def price_page(fetch: Fetch, filters: PriceFilter, *, limit: int, offset: int) -> PricePage:
-    """The days matching the filters, by date then symbol: their count and one page of them."""
-    conditions, values = filters.where()
-    limit_at, offset_at = len(values) + 1, len(values) + 2
-    sql = _PAGE_SQL.format(
-        count_sql=_count_sql(filters, conditions),
-        page_where=_where([*conditions, f"${offset_at} < m.n"]),
-        limit=f"${limit_at}",
-        offset=f"${offset_at}",
-    )
-    result = await fetch(sql, *values, limit, offset)
-    # An empty page is the count alone, on a row of NULLs (the LEFT JOIN).
-    rows: list[PriceRow] = [] if result[0][1] is None else [row[1:] for row in result]
-    return PricePage(count=result[0][0], rows=rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,26 +215,44 @@ def _ends_month(day: dt.date) -> bool:
     return day.day == calendar.monthrange(day.year, day.month)[1]
 
 
-# The whole months come from their sums (migration 0004: exact, kept in the writing transaction,
-# an index-only scan), the partial months at the edges from their rows: at most about 45 rows
-# and one leaf page per 100-odd months, however long the range. avg() is sum / count in numeric,
-# so dividing the same exact sums by the same count gives the same average to the last digit;
-# PostgreSQL's round(numeric) then rounds half away from zero: half-up for these positive values.
-_STATISTICS_SQL = """
+# A symbol's days in a range: the whole months from their sums (migration 0004: exact, kept in
+# the writing transaction, an index-only scan), the partial months at the edges from their rows:
+# at most about 45 rows and one leaf page per 100-odd months, however long the range. `ranges`
+# are the months', the head's and the tail's bounds, as from split_by_month.
+_MONTH_PARTS_SQL = """
+    SELECT {sums} FROM financial_data_monthly WHERE symbol = {symbol} AND month BETWEEN {months}
+    UNION ALL
+    SELECT {row} FROM financial_data WHERE symbol = {symbol} AND date BETWEEN {head}
+    UNION ALL
+    SELECT {row} FROM financial_data WHERE symbol = {symbol} AND date BETWEEN {tail}
+"""
+
+
+def month_parts(symbol: str, ranges: Sequence[str], *, sums: str, row: str) -> str:
+    """The parts of a symbol's days in a range (UNION ALL): `sums` of its months, `row` of its
+    edge days."""
+    months, head, tail = ranges
+    return _MONTH_PARTS_SQL.format(
+        symbol=symbol, months=months, head=head, tail=tail, sums=sums, row=row
+    )
+
+
+# avg() is sum / count in numeric, so dividing the same exact sums by the same count gives the
+# same average to the last digit; PostgreSQL's round(numeric) then rounds half away from zero:
+# half-up for these positive values.
+_STATISTICS_SQL = f"""
 SELECT sum(days),
        round(sum(open_sum) / nullif(sum(days), 0), 2),
        round(sum(close_sum) / nullif(sum(days), 0), 2),
        round(sum(volume_sum) / nullif(sum(days), 0))
-FROM (
-    SELECT days, open_sum, close_sum, volume_sum FROM financial_data_monthly
-    WHERE symbol = $1 AND month BETWEEN $2 AND $3
-    UNION ALL
-    SELECT 1, open_price, close_price, volume FROM financial_data
-    WHERE symbol = $1 AND date BETWEEN $4 AND $5
-    UNION ALL
-    SELECT 1, open_price, close_price, volume FROM financial_data
-    WHERE symbol = $1 AND date BETWEEN $6 AND $7
-) AS parts
+FROM ({
+    month_parts(
+        "$1",
+        ["$2 AND $3", "$4 AND $5", "$6 AND $7"],
+        sums="days, open_sum, close_sum, volume_sum",
+        row="1, open_price, close_price, volume",
+    )
+}) AS parts
 """
 
 
@@ -319,8 +289,8 @@ CsvSink = Callable[[bytes], Coroutine[Any, Any, None]]
 
 def export_query(filters: PriceFilter) -> tuple[str, list[object]]:
     """The export's SELECT with `$n` parameters for the filters, and their values."""
-    conditions, values = filters.where()
-    return _EXPORT_SQL.format(where=_where(conditions)), values
+    arguments = Arguments()
+    return _EXPORT_SQL.format(where=where_clause(filters.where(arguments))), arguments.values
 
 
 async def copy_prices_csv(connection: Connection, filters: PriceFilter, sink: CsvSink) -> None:

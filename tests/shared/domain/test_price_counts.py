@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from shared.core.db import asyncpg_dsn
-from shared.domain.prices import PriceFilter, PricePage, price_page, upsert_prices
+from shared.domain.price_pages import PricePage, price_page
+from shared.domain.prices import PriceFilter, upsert_prices
 from tests.support import history
 
 

@@ -185,6 +185,35 @@ write = st.one_of(
 )
 
 
+def apply_write(
+    session: Session, rng: random.Random, change: tuple[str, str, dt.date, int]
+) -> None:
+    """One drawn `write`, committed."""
+    kind, symbol, first, length = change
+    last = first + dt.timedelta(days=length)
+    if kind == "upsert":
+        # New prices (other scales) for old days, and new days past the stored ones.
+        upsert_prices(session, symbol, bars(rng, weekdays(first, last)))
+    elif kind == "delete":
+        session.execute(
+            text("DELETE FROM financial_data WHERE symbol = :s AND date BETWEEN :a AND :b"),
+            {"s": symbol, "a": first, "b": last},
+        )
+    else:
+        # A plain UPDATE moving days a week on (maybe into another month) and to another
+        # symbol, prices changed; days whose new place is taken stay.
+        session.execute(
+            text(
+                "UPDATE financial_data AS f SET date = f.date + 7, symbol = :t,"
+                " open_price = f.open_price * 1.5"
+                " WHERE f.symbol = :s AND f.date BETWEEN :a AND :b AND NOT EXISTS"
+                " (SELECT FROM financial_data AS g WHERE g.symbol = :t AND g.date = f.date + 7)"
+            ),
+            {"s": symbol, "t": rng.choice(SYMBOLS), "a": first, "b": last},
+        )
+    session.commit()
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -202,29 +231,8 @@ def test_statistics_stay_identical_after_writes_that_change_old_days(
 ) -> None:
     stored.rollback()  # a clean transaction even after a failed example
     rng = random.Random(seed)
-    for kind, symbol, first, length in writes:
-        last = first + dt.timedelta(days=length)
-        if kind == "upsert":
-            # New prices (other scales) for old days, and new days past the stored ones.
-            upsert_prices(stored, symbol, bars(rng, weekdays(first, last)))
-        elif kind == "delete":
-            stored.execute(
-                text("DELETE FROM financial_data WHERE symbol = :s AND date BETWEEN :a AND :b"),
-                {"s": symbol, "a": first, "b": last},
-            )
-        else:
-            # A plain UPDATE moving days a week on (maybe into another month) and to another
-            # symbol, prices changed; days whose new place is taken stay.
-            stored.execute(
-                text(
-                    "UPDATE financial_data AS f SET date = f.date + 7, symbol = :t,"
-                    " open_price = f.open_price * 1.5"
-                    " WHERE f.symbol = :s AND f.date BETWEEN :a AND :b AND NOT EXISTS"
-                    " (SELECT FROM financial_data AS g WHERE g.symbol = :t AND g.date = f.date + 7)"
-                ),
-                {"s": symbol, "t": rng.choice(SYMBOLS), "a": first, "b": last},
-            )
-        stored.commit()
+    for change in writes:
+        apply_write(stored, rng, change)
     assert_sums_exact(stored)
     for symbol in SYMBOLS:
         for start, end in ranges:

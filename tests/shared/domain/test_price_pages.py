@@ -1,0 +1,190 @@
+"""Listing pages (shared/domain/price_pages.py) equal the plain LIMIT/OFFSET query's, byte for byte.
+
+A symbol's deep pages start from its monthly day counts (migration 0004) rather than walking
+every key before them, and a symbol's count with dates comes from the monthly sums: both are
+checked against `ORDER BY date, symbol LIMIT .. OFFSET ..` and `count(*)` over financial_data
+itself, through the API's read pool (its generic plans), for random filters, limits and offsets
+(past the end too), on days with gaps, and after writes that change, delete and move days.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlmodel import Session
+
+from api.read_pool import ReadPool
+from shared.domain.price_pages import PricePage, price_page
+from shared.domain.prices import PriceFilter, price_text, upsert_prices
+from tests.shared.domain.test_price_statistics import (
+    FIRST_DAY,
+    LAST_DAY,
+    SYMBOLS,
+    apply_write,
+    bars,
+    date_ranges,
+    weekdays,
+    write,
+)
+
+# The listing as the contract defines it, every filter optional (NULL: not set).
+PLAIN_PAGE_SQL = f"""
+SELECT symbol, date, {price_text("open_price")}, {price_text("close_price")}, volume
+FROM financial_data
+WHERE ($1::text IS NULL OR symbol = $1) AND ($2::date IS NULL OR date >= $2)
+  AND ($3::date IS NULL OR date <= $3)
+ORDER BY date, symbol LIMIT $4 OFFSET $5
+"""
+PLAIN_COUNT_SQL = """
+SELECT count(*) FROM financial_data
+WHERE ($1::text IS NULL OR symbol = $1) AND ($2::date IS NULL OR date >= $2)
+  AND ($3::date IS NULL OR date <= $3)
+"""
+
+
+class Pages:
+    """The API's read pool on its own event loop, for the synchronous hypothesis tests."""
+
+    def __init__(self, database_url: str) -> None:
+        self._runner = asyncio.Runner()
+        self._pool = ReadPool(lambda: database_url)
+
+    def page(self, filters: PriceFilter, limit: int, offset: int) -> PricePage:
+        return self._runner.run(price_page(self._pool.fetch, filters, limit=limit, offset=offset))
+
+    def plain(self, filters: PriceFilter, limit: int, offset: int) -> PricePage:
+        bounds = (filters.symbol, filters.start_date, filters.end_date)
+        rows = self._runner.run(self._pool.fetch(PLAIN_PAGE_SQL, *bounds, limit, offset))
+        count = self._runner.run(self._pool.fetch(PLAIN_COUNT_SQL, *bounds))[0][0]
+        return PricePage(count=count, rows=[tuple(row) for row in rows])
+
+    def close(self) -> None:
+        self._runner.run(self._pool.close())
+        self._runner.close()
+
+
+@pytest.fixture
+def pages(database_url: str) -> Iterator[Pages]:
+    pages = Pages(database_url)
+    yield pages
+    pages.close()
+
+
+@pytest.fixture
+def stored(session: Session) -> Session:
+    """Each symbol on most weekdays of 2019-11..2022-02 (a few missing), random prices."""
+    rng = random.Random(160)
+    for symbol in SYMBOLS:
+        days = [d for d in weekdays(FIRST_DAY, LAST_DAY) if rng.random() > 0.05]
+        upsert_prices(session, symbol, bars(rng, days))
+    session.commit()
+    return session
+
+
+def assert_same_page(pages: Pages, filters: PriceFilter, limit: int, offset: int) -> None:
+    found = pages.page(filters, limit, offset)
+    expected = pages.plain(filters, limit, offset)
+    assert found.count == expected.count, (filters, limit, offset)
+    # The same rows in the same order, every field as the response renders it.
+    assert [tuple(row) for row in found.rows] == expected.rows, (filters, limit, offset)
+
+
+filters = st.builds(
+    lambda symbol, bounds, which: PriceFilter(
+        symbol,
+        bounds[0] if which in ("start", "both") else None,
+        bounds[1] if which in ("end", "both") else None,
+    ),
+    st.sampled_from([*SYMBOLS, "MSFT", None]),
+    date_ranges(),
+    st.sampled_from(["none", "start", "end", "both"]),
+)
+# Mostly small limits (deep pages), offsets anywhere from the first page to past the end.
+limits = st.one_of(st.integers(1, 30), st.sampled_from([100, 1000]))
+offsets = st.one_of(st.integers(0, 40), st.integers(0, 2 * 600), st.integers(0, 3 * 600 + 50))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(filters=filters, limit=limits, offset=offsets)
+def test_pages_equal_the_plain_query(
+    stored: Session, pages: Pages, filters: PriceFilter, limit: int, offset: int
+) -> None:
+    assert_same_page(pages, filters, limit, offset)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(write, min_size=1, max_size=4),
+    pages_drawn=st.lists(st.tuples(filters, limits, offsets), min_size=4, max_size=8),
+    seed=st.integers(0, 2**32),
+)
+def test_pages_stay_equal_after_writes_that_change_old_days(
+    stored: Session,
+    pages: Pages,
+    writes: list[tuple[str, str, dt.date, int]],
+    pages_drawn: list[tuple[PriceFilter, int, int]],
+    seed: int,
+) -> None:
+    stored.rollback()  # a clean transaction even after a failed example
+    rng = random.Random(seed)
+    for change in writes:
+        apply_write(stored, rng, change)
+    for drawn in pages_drawn:
+        assert_same_page(pages, *drawn)
+
+
+def test_pages_starting_at_every_month_edge(stored: Session, pages: Pages) -> None:
+    # Offsets at, just before and just after each month's first row, with and without a start
+    # date in the middle of a month, and a month emptied by a delete (its sums row stays, 0).
+    stored.execute(
+        text(
+            "DELETE FROM financial_data"
+            " WHERE symbol = 'IBM' AND date BETWEEN '2020-03-01' AND '2020-03-31'"
+        )
+    )
+    stored.commit()
+    for symbol, start in itertools.product(["IBM", "BRK.B"], [None, dt.date(2020, 2, 12)]):
+        edges = stored.execute(
+            text(
+                "SELECT sum(days) OVER (ORDER BY month) - days FROM financial_data_monthly"
+                " WHERE symbol = :s AND month >= :m ORDER BY month"
+            ),
+            {"s": symbol, "m": (start or FIRST_DAY).replace(day=1)},
+        ).scalars()
+        # With a start date, the rows of its month before it shift every edge.
+        before = stored.execute(
+            text(
+                "SELECT count(*) FROM financial_data WHERE symbol = :s AND date >= :m AND date < :d"
+            ),
+            {"s": symbol, "m": (start or FIRST_DAY).replace(day=1), "d": start or FIRST_DAY},
+        ).scalar_one()
+        for edge in edges:
+            for offset in {max(0, int(edge) - before + delta) for delta in (-1, 0, 1)}:
+                assert_same_page(pages, PriceFilter(symbol, start), 3, offset)
+
+
+def test_the_read_pool_plans_each_statement_once(database_url: str) -> None:
+    async def settings_and_plans() -> tuple[str, int]:
+        pool = ReadPool(lambda: database_url)
+        try:
+            for page in range(3):
+                await price_page(pool.fetch, PriceFilter("IBM"), limit=5, offset=5 * page)
+            mode = (await pool.fetch("SHOW plan_cache_mode"))[0][0]
+            custom = await pool.fetch("SELECT sum(custom_plans) FROM pg_prepared_statements")
+            return str(mode), int(custom[0][0] or 0)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(settings_and_plans()) == ("force_generic_plan", 0)
