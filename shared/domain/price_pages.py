@@ -30,34 +30,45 @@ class PricePage:
     rows: list[PriceRow]
 
 
-# One statement, so the count and the page come from one snapshot in one round trip. The page's
-# keys come from index-only scans and only its `limit` rows are read from the heap; a page past
-# the end reads nothing (the offset is checked against the count).
+# One statement, so the count and the page come from one snapshot in one round trip.
 _PAGE_SQL = f"""
 WITH matching AS ({{count_sql}})
 SELECT m.n, p.symbol, p.date,
        {price_text("p.open_price")}, {price_text("p.close_price")}, p.volume
 FROM matching AS m
-LEFT JOIN LATERAL (
-    SELECT f.symbol, f.date, f.open_price, f.close_price, f.volume
-    FROM ({{keys_sql}}) AS k
-    JOIN financial_data AS f ON f.symbol = k.symbol AND f.date = k.date
-) AS p ON true
+LEFT JOIN LATERAL ({{rows_sql}}) AS p ON true
 ORDER BY p.date, p.symbol
 """
 
-# Without a symbol the offset walks the (date, symbol) keys one by one.
-_KEYS_BY_DATE_SQL = """
+# The first page: its rows straight from the index scan, `limit` heap rows and no more.
+_FIRST_ROWS_SQL = """
+SELECT symbol, date, open_price, close_price, volume FROM financial_data {where}
+ORDER BY date, symbol LIMIT {limit}
+"""
+
+# A later page: the rows it skips are walked as keys alone (index-only scans, never a heap
+# page), then only its own rows are read from the heap, one index lookup each. A page past the
+# end reads nothing (the offset is checked against the count).
+_LATER_ROWS_SQL = """
+SELECT f.symbol, f.date, f.open_price, f.close_price, f.volume
+FROM ({keys_sql}) AS k
+JOIN financial_data AS f ON f.symbol = k.symbol AND f.date = k.date
+"""
+
+# The keys of a later page, from the first matching one on: (symbol, date) or (date, symbol).
+_KEYS_SQL = """
 SELECT symbol, date FROM financial_data {where}
 ORDER BY date, symbol LIMIT {limit} OFFSET {offset}
 """
 
-# One symbol's page starts in the month its first row falls in: the monthly day counts
-# (migration 0004, one index entry a month) add up to the offset, and the walk on the keys
-# starts at that month's first day. `target` is the offset counted from the first day of the
-# start date's month; `skip` is what is left of it there. Page 1,000 of 5 walks some 240
-# monthly entries and 20 keys instead of 4,995 keys.
-_KEYS_OF_SYMBOL_SQL = """
+# From this offset on, a symbol's page starts in the month its first row falls in: the monthly
+# day counts (migration 0004, one index entry a month) add up to the offset, and the walk on
+# the keys starts at that month's first day. `target` is the offset counted from the first day
+# of the start date's month; `skip` is what is left of it there. Page 1,000 of 5 adds up about
+# 240 months and walks about 10 keys instead of 4,995. Below the offset walking the keys costs
+# less (docs/benchmarks.md, "Deep pages").
+JUMP_FROM_OFFSET = 1000
+_KEYS_BY_MONTH_SQL = """
 SELECT k.symbol, k.date
 FROM (
     SELECT {offset} + count(*) AS target FROM financial_data
@@ -80,65 +91,68 @@ CROSS JOIN LATERAL (
 WHERE {offset} < m.n
 """
 
-
-def _by_date(
-    filters: PriceFilter, arguments: Arguments, limit: str, offset: str
-) -> tuple[str, str]:
-    """The count and the keys without a symbol: the count from the per-symbol counts (migration
-    0003) without dates, else by scanning the dates' index."""
-    conditions = filters.where(arguments)
-    count_sql = (
-        f"SELECT count(*) AS n FROM financial_data {where_clause(conditions)}"
-        if conditions
-        else "SELECT coalesce(sum(rows), 0)::bigint AS n FROM financial_data_counts"
-    )
-    where = where_clause([*conditions, f"{offset} < m.n"])
-    return count_sql, _KEYS_BY_DATE_SQL.format(where=where, limit=limit, offset=offset)
+# From this many whole months on, a symbol's count with dates adds up the monthly sums and
+# counts only the rows of the partial months at the edges; below it counting the keys costs less.
+SUM_FROM_MONTHS = 3
 
 
-def _of_symbol(
-    filters: PriceFilter, symbol: str, arguments: Arguments, limit: str, offset: str
-) -> tuple[str, str]:
-    """The count and the keys of one symbol: the count from its row in the per-symbol counts
-    without dates, else from the monthly sums and the rows of the partial months."""
-    at = arguments(symbol)
+def _count_sql(filters: PriceFilter, arguments: Arguments) -> str:
+    """How many days match: without dates, from the per-symbol counts (migration 0003); for a
+    symbol over SUM_FROM_MONTHS whole months or more, from the monthly sums; else by counting
+    the keys."""
     if filters.start_date is None and filters.end_date is None:
-        count_sql = (
-            f"SELECT coalesce((SELECT rows FROM financial_data_counts WHERE symbol = {at}), 0) AS n"
+        if filters.symbol is None:
+            return "SELECT coalesce(sum(rows), 0)::bigint AS n FROM financial_data_counts"
+        symbol = arguments(filters.symbol)
+        return (
+            "SELECT coalesce((SELECT rows FROM financial_data_counts"
+            f" WHERE symbol = {symbol}), 0) AS n"
         )
+    split = split_by_month(filters.start_date or dt.date.min, filters.end_date or dt.date.max)
+    first, last = split.months  # NOTHING (no whole month) counts as fewer than none
+    whole_months = (last.year - first.year) * 12 + last.month - first.month + 1
+    if filters.symbol is None or whole_months < SUM_FROM_MONTHS:
+        return f"SELECT count(*) AS n FROM financial_data {where_clause(filters.where(arguments))}"
+    ranges = [
+        f"{arguments(bounds[0])} AND {arguments(bounds[1])}"
+        for bounds in (split.months, split.head, split.tail)
+    ]
+    days = month_parts(arguments(filters.symbol), ranges, sums="days", row="1")
+    return f"SELECT coalesce(sum(days), 0) AS n FROM ({days}) AS parts"
+
+
+def _rows_sql(filters: PriceFilter, arguments: Arguments, limit: int, offset: int) -> str:
+    """The page's rows: the first page's straight from the index, a later page's by its keys."""
+    if offset == 0:
+        return _FIRST_ROWS_SQL.format(
+            where=where_clause(filters.where(arguments)), limit=arguments(limit)
+        )
+    limit_at, offset_at = arguments(limit), arguments(offset)
+    if filters.symbol is None or offset < JUMP_FROM_OFFSET:
+        where = where_clause([*filters.where(arguments), f"{offset_at} < m.n"])
+        keys_sql = _KEYS_SQL.format(where=where, limit=limit_at, offset=offset_at)
     else:
-        split = split_by_month(filters.start_date or dt.date.min, filters.end_date or dt.date.max)
-        ranges = [
-            f"{arguments(first)} AND {arguments(last)}"
-            for first, last in (split.months, split.head, split.tail)
-        ]
-        days = month_parts(at, ranges, sums="days", row="1")
-        count_sql = f"SELECT coalesce(sum(days), 0) AS n FROM ({days}) AS parts"
-    # Real dates for absent bounds: one statement, and its generic plan, for every filter.
-    start = filters.start_date or dt.date.min
-    keys_sql = _KEYS_OF_SYMBOL_SQL.format(
-        symbol=at,
-        month=arguments(start.replace(day=1)),
-        start=arguments(start),
-        end=arguments(filters.end_date or dt.date.max),
-        limit=limit,
-        offset=offset,
-    )
-    return count_sql, keys_sql
+        # Real dates for absent bounds: one statement, and its generic plan, for every filter.
+        start = filters.start_date or dt.date.min
+        keys_sql = _KEYS_BY_MONTH_SQL.format(
+            symbol=arguments(filters.symbol),
+            month=arguments(start.replace(day=1)),
+            start=arguments(start),
+            end=arguments(filters.end_date or dt.date.max),
+            limit=limit_at,
+            offset=offset_at,
+        )
+    return _LATER_ROWS_SQL.format(keys_sql=keys_sql)
 
 
 async def price_page(fetch: Fetch, filters: PriceFilter, *, limit: int, offset: int) -> PricePage:
     """The days matching the filters, by date then symbol: their count and one page of them."""
     arguments = Arguments()
-    limit_at, offset_at = arguments(limit), arguments(offset)
-    count_sql, keys_sql = (
-        _by_date(filters, arguments, limit_at, offset_at)
-        if filters.symbol is None
-        else _of_symbol(filters, filters.symbol, arguments, limit_at, offset_at)
+    sql = _PAGE_SQL.format(
+        count_sql=_count_sql(filters, arguments),
+        rows_sql=_rows_sql(filters, arguments, limit, offset),
     )
-    result = await fetch(
-        _PAGE_SQL.format(count_sql=count_sql, keys_sql=keys_sql), *arguments.values
-    )
+    result = await fetch(sql, *arguments.values)
     # An empty page is the count alone, on a row of NULLs (the LEFT JOIN).
     rows: list[PriceRow] = [] if result[0][1] is None else [row[1:] for row in result]
     return PricePage(count=result[0][0], rows=rows)

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from api.read_pool import ReadPool
+from shared.domain import price_pages
 from shared.domain.price_pages import PricePage, price_page
 from shared.domain.prices import PriceFilter, price_text, upsert_prices
 from tests.shared.domain.test_price_statistics import (
@@ -78,8 +79,19 @@ def pages(database_url: str) -> Iterator[Pages]:
     pages.close()
 
 
+@pytest.fixture(params=["as configured", "always by month", "never by month"])
+def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where pages jump and counts add up by month: the test data (600-odd days a symbol) is
+    too short for the configured offset, so each path is also forced."""
+    if request.param != "as configured":
+        at = 1 if request.param == "always by month" else 10**9
+        monkeypatch.setattr(price_pages, "JUMP_FROM_OFFSET", at)
+        monkeypatch.setattr(price_pages, "SUM_FROM_MONTHS", at)
+    return str(request.param)
+
+
 @pytest.fixture
-def stored(session: Session) -> Session:
+def stored(session: Session, thresholds: str) -> Session:
     """Each symbol on most weekdays of 2019-11..2022-02 (a few missing), random prices."""
     rng = random.Random(160)
     for symbol in SYMBOLS:
