@@ -4,6 +4,7 @@ python -m bench                      # everything (9-13 minutes on 2 busy cores)
 python -m bench --parts read         # one part: read, statistics, export, ingest, pipeline
 python -m bench --parts read --only "statistics" --seconds 4
 python -m bench --parts read --baseline ../wt-before   # also an earlier commit's API, same run
+python -m bench --parts read --baseline ../wt-a --baseline ../wt-b   # several, same slices
 python -m bench --update-docs        # also write the table into docs/benchmarks.md
 """
 
@@ -69,7 +70,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="a checkout of an earlier commit: its API is measured beside this one's (read part)",
+        action="append",
+        default=[],
+        help="a checkout of an earlier commit: its API is measured beside this one's (read part);"
+        " repeat for several",
     )
     parser.add_argument("--histories", type=int, default=100, help="full histories to ingest")
     parser.add_argument("--days", type=int, default=6500, help="trading days per history")
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                         sampler=sampler,
                         only=args.only,
                         profile=args.profile,
-                        baseline=args.baseline,
+                        baselines=args.baseline,
                     )
                 if "statistics" in args.parts:
                     report.statistics_sql = run_statistics_sql(

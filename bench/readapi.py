@@ -6,9 +6,10 @@ import asyncio
 import datetime as dt
 import logging
 import statistics
-from collections.abc import Awaitable, Callable
+import subprocess
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -62,15 +63,16 @@ class ReadResult:
     constant_cpu_ms: float
     api_profile: dict[str, float]
     validated_constant: Throughput
-    baseline: Throughput | None = None
-    baseline_cpu_ms: float = 0.0
+    # Each earlier commit's API (by its label) on the same case in the same slices.
+    baselines: dict[str, Throughput] = field(default_factory=dict)
+    baseline_cpu_ms: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def versus_baseline(self) -> float | None:
-        """API req/s over the earlier commit's API req/s, same case, same run."""
-        if self.baseline is None or not self.baseline.rate:
+    def versus(self, label: str) -> float | None:
+        """API req/s over an earlier commit's API req/s, same case, same run."""
+        earlier = self.baselines.get(label)
+        if earlier is None or not earlier.rate:
             return None
-        return self.api.rate / self.baseline.rate
+        return self.api.rate / earlier.rate
 
     @property
     def database_bound(self) -> bool:
@@ -194,14 +196,14 @@ def run_read(
     sampler: RssSampler,
     only: str | None = None,
     profile: bool = False,
-    baseline: Path | None = None,
+    baselines: Sequence[Path] = (),
 ) -> list[ReadResult]:
     """Every read case (or those whose name contains `only`) with its baselines.
 
     Each of the four measurements of a case gets `seconds` in all, in `rounds` interleaved
     slices (the order rotates), so a burst of load from elsewhere hits all of them alike. With
-    `profile`, py-spy samples the API during its slices (where its CPU goes). With `baseline`
-    (a checkout of an earlier commit), that commit's API serves the same database beside this
+    `profile`, py-spy samples the API during its slices (where its CPU goes). With `baselines`
+    (checkouts of earlier commits), each commit's API serves the same database beside this
     one's and is measured in the same slices.
     """
     cases = [case for case in read_cases(data) if only is None or only in case.name]
@@ -209,13 +211,13 @@ def run_read(
     env = stack.process_env(database_url)
     with ExitStack() as running:
         api, url = running.enter_context(running_api(env, workers=workers))
-        earlier = (
-            None
-            if baseline is None
-            else running.enter_context(
-                running_api(env, workers=workers, source=baseline, name="baseline-api")
+        earlier: list[tuple[str, Process, str]] = []
+        for source in baselines:
+            label = checkout_label(source)
+            process, earlier_url = running.enter_context(
+                running_api(env, workers=workers, source=source, name=f"baseline-api-{label}")
             )
-        )
+            earlier.append((label, process, earlier_url))
         sampler.watch("API (read benchmark)", api.pid, children=workers > 1)
         for case in cases:
             result = _read_case(
@@ -252,7 +254,7 @@ def _read_case(
     rounds: int,
     tool: str,
     profile: bool,
-    earlier: tuple[Process, str] | None,
+    earlier: Sequence[tuple[str, Process, str]],
 ) -> ReadResult:
     response = httpx.get(url + case.target, timeout=60)
     if response.status_code != 200:
@@ -265,18 +267,17 @@ def _read_case(
         "validated constant": f"{url}/_bench/validated_constant/{size}?{urlencode(case.params)}",
     }
     pids = {"api": pid, "constant": pid, "validated constant": pid}
-    if earlier is not None:
-        targets["baseline"] = earlier[1] + case.target
-        pids["baseline"] = earlier[0].pid
-        answer = httpx.get(targets["baseline"], timeout=60)
+    for label, process, earlier_url in earlier:
+        name = f"baseline {label}"
+        targets[name], pids[name] = earlier_url + case.target, process.pid
+        answer = httpx.get(targets[name], timeout=60)
         if answer.content != response.content:
-            raise RuntimeError(f"{case.target}: the baseline answers differently")
+            raise RuntimeError(f"{case.target}: the baseline {label} answers differently")
     runs: dict[str, list[Throughput]] = {name: [] for name in ["sql", *targets]}
     cpu = dict.fromkeys(targets, 0.0)
     profiles: list[dict[str, float]] = []
-    for warm in ("api", "baseline"):  # warm caches and the pools
-        if warm in targets:
-            run_http_load(targets[warm], seconds=1, tool=tool)
+    for warm in ["api", *(f"baseline {label}" for label, _, _ in earlier)]:  # caches, pools
+        run_http_load(targets[warm], seconds=1, tool=tool)
     for round_ in range(rounds):
         order = list(runs)
         for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
@@ -309,11 +310,23 @@ def _read_case(
             for part in (profiles[0] if profiles else {})
         },
         validated_constant=combined["validated constant"],
-        baseline=combined.get("baseline"),
-        baseline_cpu_ms=(
-            _per_request(cpu["baseline"], combined["baseline"]) if "baseline" in combined else 0.0
-        ),
+        baselines={label: combined[f"baseline {label}"] for label, _, _ in earlier},
+        baseline_cpu_ms={
+            label: _per_request(cpu[f"baseline {label}"], combined[f"baseline {label}"])
+            for label, _, _ in earlier
+        },
     )
+
+
+def checkout_label(source: Path) -> str:
+    """A checkout's short commit hash (its directory's name if git cannot tell)."""
+    done = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else source.name
 
 
 def combine(slices: list[Throughput]) -> Throughput:

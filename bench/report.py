@@ -37,8 +37,8 @@ class Report:
         lines = [*self.machine, ""]
         if self.read:
             lines += _read_table(self.read, self.data)
-            if any(result.baseline is not None for result in self.read):
-                lines += _baseline_table(self.read)
+            for label in dict.fromkeys(label for r in self.read for label in r.baselines):
+                lines += _baseline_table(self.read, label)
             if any(result.api_profile for result in self.read):
                 lines += _profile_table(self.read)
         if self.statistics_sql:
@@ -99,23 +99,24 @@ LAYOUT_NAMES = {
 }
 
 
-def _baseline_table(results: list[ReadResult]) -> list[str]:
+def _baseline_table(results: list[ReadResult], label: str) -> list[str]:
     lines = [
-        "The same cases on the earlier commit's API (`--baseline`: its checkout serving the same"
+        f"The same cases on commit {label}'s API (`--baseline`: its checkout serving the same"
         " database beside this one, measured in the same interleaved slices; answers checked"
         " byte-identical first):",
         "",
-        "| case | this commit req/s | CPU ms/req | earlier commit req/s | CPU ms/req"
-        " | this / earlier | at least as fast |",
+        f"| case | this commit req/s | CPU ms/req | {label} req/s | CPU ms/req"
+        f" | this / {label} | at least as fast |",
         "|---|--:|--:|--:|--:|--:|---|",
     ]
     for result in results:
-        if result.baseline is None or result.versus_baseline is None:
+        ratio = result.versus(label)
+        if ratio is None:
             continue
         lines.append(
             f"| {result.case.name} | {result.api.rate:,.0f} | {result.api_cpu_ms:.2f}"
-            f" | {result.baseline.rate:,.0f} | {result.baseline_cpu_ms:.2f}"
-            f" | {result.versus_baseline:.2f} | {_met(result.versus_baseline >= 1.0)} |"
+            f" | {result.baselines[label].rate:,.0f} | {result.baseline_cpu_ms[label]:.2f}"
+            f" | {ratio:.2f} | {_met(ratio >= 1.0)} |"
         )
     return [*lines, ""]
 
