@@ -91,15 +91,15 @@ CROSS JOIN LATERAL (
 WHERE {offset} < m.n
 """
 
-# From this many whole months on, a symbol's count with dates adds up the monthly sums and
-# counts only the rows of the partial months at the edges; below it counting the keys costs less.
-SUM_FROM_MONTHS = 3
+# From a range of this many days on (three whole months or more), a symbol's count with dates
+# adds up the monthly sums and counts only the rows of the partial months at the edges; below it
+# counting the keys costs less.
+SUM_FROM_DAYS = 120
 
 
 def _count_sql(filters: PriceFilter, arguments: Arguments) -> str:
     """How many days match: without dates, from the per-symbol counts (migration 0003); for a
-    symbol over SUM_FROM_MONTHS whole months or more, from the monthly sums; else by counting
-    the keys."""
+    symbol over SUM_FROM_DAYS or more, from the monthly sums; else by counting the keys."""
     if filters.start_date is None and filters.end_date is None:
         if filters.symbol is None:
             return "SELECT coalesce(sum(rows), 0)::bigint AS n FROM financial_data_counts"
@@ -108,11 +108,10 @@ def _count_sql(filters: PriceFilter, arguments: Arguments) -> str:
             "SELECT coalesce((SELECT rows FROM financial_data_counts"
             f" WHERE symbol = {symbol}), 0) AS n"
         )
-    split = split_by_month(filters.start_date or dt.date.min, filters.end_date or dt.date.max)
-    first, last = split.months  # NOTHING (no whole month) counts as fewer than none
-    whole_months = (last.year - first.year) * 12 + last.month - first.month + 1
-    if filters.symbol is None or whole_months < SUM_FROM_MONTHS:
+    start, end = filters.start_date or dt.date.min, filters.end_date or dt.date.max
+    if filters.symbol is None or (end - start).days < SUM_FROM_DAYS:
         return f"SELECT count(*) AS n FROM financial_data {where_clause(filters.where(arguments))}"
+    split = split_by_month(start, end)
     ranges = [
         f"{arguments(bounds[0])} AND {arguments(bounds[1])}"
         for bounds in (split.months, split.head, split.tail)

@@ -86,7 +86,7 @@ def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param != "as configured":
         at = 1 if request.param == "always by month" else 10**9
         monkeypatch.setattr(price_pages, "JUMP_FROM_OFFSET", at)
-        monkeypatch.setattr(price_pages, "SUM_FROM_MONTHS", at)
+        monkeypatch.setattr(price_pages, "SUM_FROM_DAYS", at)
     return str(request.param)
 
 
