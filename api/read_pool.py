@@ -23,8 +23,8 @@ READ_POOL_SIZE = 20
 # connection, whose plan does not depend on the values (the same indexes whatever the symbol,
 # dates, page or limit). PostgreSQL's default would re-plan the listing at every call: its
 # generic plan's estimate assumes an unknown LIMIT/OFFSET reads a tenth of the rows, so it never
-# looks as cheap as a custom one, and planning took longer than running (0.2-0.3 ms against
-# 0.05-0.15 ms; docs/benchmarks.md, "Deep pages").
+# looks as cheap as a custom one, and planning (0.17-0.25 ms a call) cost more than running
+# most of them (docs/benchmarks.md, "Deep pages").
 READ_SETTINGS = {
     "statement_timeout": str(STATEMENT_TIMEOUT_MS),
     "plan_cache_mode": "force_generic_plan",
