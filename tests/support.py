@@ -6,7 +6,9 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import redis
 
 from shared.upstream.parser import DailyBar
 
@@ -52,6 +54,18 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def redis_now(client: redis.Redis[Any]) -> float:
+    """Redis' clock, which decides the budget."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
+
+
+def wait_for_redis_time(client: redis.Redis[Any], instant: float) -> None:
+    """Poll until Redis' clock has passed `instant`."""
+    while redis_now(client) <= instant:
+        time.sleep(0.02)
 
 
 def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     String,
     bindparam,
+    delete,
     insert,
     literal,
     select,
@@ -64,7 +65,8 @@ def start_call(
 ) -> int | None:
     """Count an attempt of the job and record its call as about to be made, in one statement.
 
-    `called_at` is the token's time (from Redis). Returns the call's id, or None (nothing
+    `called_at` is the token's grant (Redis' clock); `finish_call` moves it to the moment the
+    call was sent. Returns the call's id, or None (nothing
     written) when `worker` no longer holds the job. Counted before the call is made, so a
     call whose worker dies still counts against the attempts and the budget.
     """
@@ -83,15 +85,34 @@ def start_call(
 _FINISH_CALL = (
     update(_API_CALLS)
     .where(_API_CALLS.c.id == bindparam("call_id"))
-    .values(outcome=bindparam("call_outcome"), duration_ms=bindparam("duration"))
-)
-
-
-def finish_call(session: Session, call_id: int, *, outcome: str, duration_ms: int) -> None:
-    """Record how a call ended; the caller commits (a row left `pending` still counts)."""
-    session.connection().execute(
-        _FINISH_CALL, {"call_id": call_id, "call_outcome": outcome, "duration": duration_ms}
+    .values(
+        called_at=bindparam("sent_at", type_=DateTime(timezone=True)),
+        outcome=bindparam("call_outcome"),
+        duration_ms=bindparam("duration"),
     )
+)
+_WITHDRAW_CALL = delete(_API_CALLS).where(_API_CALLS.c.id == bindparam("call_id"))
+
+
+def finish_call(
+    session: Session, call_id: int, *, sent_at: float, outcome: str, duration_ms: int
+) -> None:
+    """Record when a call was sent and how it ended; the caller commits (a row left `pending`
+    still counts)."""
+    session.connection().execute(
+        _FINISH_CALL,
+        {
+            "call_id": call_id,
+            "sent_at": datetime.fromtimestamp(sent_at, UTC),
+            "call_outcome": outcome,
+            "duration": duration_ms,
+        },
+    )
+
+
+def withdraw_call(session: Session, call_id: int) -> None:
+    """Forget a call that was started but never sent (its token lapsed); the caller commits."""
+    session.connection().execute(_WITHDRAW_CALL, {"call_id": call_id})
 
 
 def recent_call_times(session: Session, *, within: timedelta) -> list[float]:

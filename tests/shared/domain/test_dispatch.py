@@ -28,6 +28,7 @@ from shared.domain.dispatch import (
 from shared.domain.jobs.dispatching import take_due_jobs
 from shared.domain.jobs.records import create_job
 from shared.upstream.ratelimit import RedisRateLimiter
+from tests.support import redis_now
 
 RESEND_AFTER = 120.0
 
@@ -76,12 +77,6 @@ def backlog(session: Session, count: int) -> list[uuid.UUID]:
     ids = [create_job(session, f"B{i:04d}").job.id for i in range(count)]
     session.commit()
     return ids
-
-
-def redis_now(client: redis.Redis[bytes]) -> float:
-    """Redis' clock, which decides the budget."""
-    seconds, micros = client.time()
-    return float(seconds) + float(micros) / 1_000_000
 
 
 def database_now(session: Session) -> float:
