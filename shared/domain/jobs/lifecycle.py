@@ -11,8 +11,9 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Integer, Interval, bindparam, func, select, update
+from sqlalchemy import Connection, Integer, Interval, Update, bindparam, func, select, update
 from sqlmodel import Session
 
 from shared.core.models import Job, JobStatus
@@ -174,21 +175,26 @@ def requeue_job(
     return job_or_none(result)
 
 
-_SUCCEED = (
-    update(JOBS)
-    .where(_HELD)
-    .values(
-        status=JobStatus.SUCCEEDED,
-        finished_at=func.now(),
-        rows_written=bindparam("written"),
-        detail=bindparam("outcome_detail"),
-        not_before=None,
-        lease_expires_at=None,
-        error_code=None,
-        error_message=None,
+def _finish(status: JobStatus, **values: Any) -> Update:
+    """The held job ends in `status` now (PostgreSQL's clock), with `values` besides."""
+    return (
+        update(JOBS)
+        .where(_HELD)
+        .values(
+            status=status, finished_at=func.now(), not_before=None, lease_expires_at=None, **values
+        )
+        .returning(*JOBS.c)
     )
-    .returning(*JOBS.c)
+
+
+_SUCCEED = _finish(
+    JobStatus.SUCCEEDED,
+    rows_written=bindparam("written"),
+    detail=bindparam("outcome_detail"),
+    error_code=None,
+    error_message=None,
 )
+_FAIL = _finish(JobStatus.FAILED, error_code=bindparam("code"), error_message=bindparam("message"))
 
 
 def succeed_job(
@@ -200,21 +206,6 @@ def succeed_job(
         {"job_id": job_id, "holder": worker, "written": rows_written, "outcome_detail": detail},
     )
     return job_or_none(result)
-
-
-_FAIL = (
-    update(JOBS)
-    .where(_HELD)
-    .values(
-        status=JobStatus.FAILED,
-        finished_at=func.now(),
-        error_code=bindparam("code"),
-        error_message=bindparam("message"),
-        not_before=None,
-        lease_expires_at=None,
-    )
-    .returning(*JOBS.c)
-)
 
 
 def fail_job(
