@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
@@ -17,6 +18,9 @@ T = TypeVar("T")
 # Distinctive fake secrets: tests search logs, rows, responses and messages for them.
 FAKE_API_KEY = "SECRETKEY-TEST-7f3a9c"
 API_TOKEN = "TOKEN-TEST-51c2e8"
+
+# Recorded AlphaVantage answers (their sources: SOURCES.md beside them).
+ALPHAVANTAGE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 
 
 Bar = DailyBar

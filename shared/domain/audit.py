@@ -6,11 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    CTE,
     Connection,
     DateTime,
+    Interval,
     String,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     select,
@@ -19,35 +22,29 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
+from shared.core.batches import deleted_batch
 from shared.core.db import session_scope
-from shared.core.models import ApiCall, Job, OutputSize
-from shared.domain.jobs.table import held_by
+from shared.core.models import ApiCall, OutputSize
+from shared.domain.jobs.lifecycle import ATTEMPT
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
 PENDING = "pending"
 
 
 _API_CALLS = ApiCall.metadata.tables["api_calls"]
-_JOBS = Job.metadata.tables["jobs"]
 
 
 # Statements every job runs are built once: building one cost as much CPU as executing it.
-_ATTEMPT = (
-    update(_JOBS)
-    .where(_JOBS.c.id == bindparam("job_id"), held_by(bindparam("holder")))
-    .values(attempts=_JOBS.c.attempts + 1)
-    .returning(_JOBS.c.id, _JOBS.c.symbol)
-    .cte("attempt")
-)
+# The job's attempt is counted by the jobs package's CTE, and only if the worker still holds it.
 _START_CALL = (
     insert(_API_CALLS)
     .from_select(
         ["called_at", "symbol", "outputsize", "job_id", "outcome"],
         select(
             bindparam("called_at", type_=DateTime(timezone=True)),
-            _ATTEMPT.c.symbol,
+            ATTEMPT.c.symbol,
             bindparam("call_outputsize", type_=String),
-            _ATTEMPT.c.id,
+            ATTEMPT.c.id,
             literal(PENDING),
         ),
     )
@@ -66,9 +63,9 @@ def start_call(
     """Count an attempt of the job and record its call as about to be made, in one statement.
 
     `called_at` is the token's grant (Redis' clock); `finish_call` moves it to the moment the
-    call was sent. Returns the call's id, or None (nothing
-    written) when `worker` no longer holds the job. Counted before the call is made, so a
-    call whose worker dies still counts against the attempts and the budget.
+    call was sent. Returns the call's id, or None (nothing written) when `worker` no longer
+    holds the job. Counted before the call is made, so a call whose worker dies still counts
+    against the attempts and the budget.
     """
     call_id = connection.execute(
         _START_CALL,
@@ -142,3 +139,14 @@ def calls_today_by_outcome(session: Session) -> dict[str, int]:
         )
     ).all()
     return {outcome: int(count) for outcome, count in rows}
+
+
+def old_calls_deleted() -> CTE:
+    """The CTE `gone`: deletes up to :batch audited calls made more than :keep ago, returning
+    their outcomes as `key`. Oldest first (ix_api_calls_called_at)."""
+    return deleted_batch(
+        _API_CALLS,
+        _API_CALLS.c.called_at < func.now() - bindparam("keep", type_=Interval),
+        oldest_first=_API_CALLS.c.called_at,
+        key=_API_CALLS.c.outcome,
+    )

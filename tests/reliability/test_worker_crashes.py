@@ -17,12 +17,10 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
 from stockpile.sandbox.server import SandboxHandle
 from tests.processes import Process, celery_beat, celery_worker
 from tests.reliability.harness import (
-    clear_tracked_symbols,
     create_jobs,
     price_row_counts,
     wait_all_finished,
@@ -41,14 +39,6 @@ DEFAULTS = {"JOB_LEASE_SECONDS": "300", "DISPATCH_INTERVAL_SECONDS": "10"}
 # claim) rather than detection time.
 SHORT_WINDOW = {"JOB_LEASE_SECONDS": "300", "JOB_HEARTBEAT_TIMEOUT_SECONDS": "3"}
 PRODUCTION_WINDOW = {"JOB_LEASE_SECONDS": "300", "JOB_HEARTBEAT_TIMEOUT_SECONDS": "15"}
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    clear_tracked_symbols(engine)  # beat creates no jobs of its own
-    return engine
 
 
 @pytest.fixture
