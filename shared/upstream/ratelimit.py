@@ -68,13 +68,13 @@ class Grant:
 
 @dataclass(frozen=True)
 class WindowStatus:
-    """Usage of one window: calls in the last window length and seconds until a token frees."""
+    """Usage of one window."""
 
     window: RateWindow
-    used: int
-    remaining: int
-    retry_after: float
-    initialized: bool
+    used: int  # calls in the last window length (granted tokens not yet confirmed included)
+    remaining: int  # tokens this window could grant now
+    retry_after: float  # seconds until it frees a token, 0 when it has one
+    initialized: bool  # False when Redis lost the window's state (the next grant re-seeds it)
 
 
 @dataclass(frozen=True)
