@@ -43,17 +43,14 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared, announced = _body_framing(scope)
-        if declared is not None and declared > self.max_bytes:
-            await error(413, _message(self.max_bytes), is_list=False)(scope, receive, send)
-            return
-        if not announced:
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, _counting(receive, self.max_bytes), send)
+        if scope["type"] == "http":
+            declared, announced = _body_framing(scope)
+            if declared is not None and declared > self.max_bytes:
+                await error(413, _message(self.max_bytes), is_list=False)(scope, receive, send)
+                return
+            if announced:
+                receive = _counting(receive, self.max_bytes)
+        await self.app(scope, receive, send)
 
 
 def _body_framing(scope: Scope) -> tuple[int | None, bool]:

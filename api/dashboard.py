@@ -6,6 +6,8 @@ UI (`/docs`) and ReDoc (`/redoc`) are files under `api/static/` (see its vendor/
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -45,6 +47,29 @@ class _StaticFiles(StaticFiles):
         return response
 
 
+# FastAPI's two OpenAPI pages by path: the tool's name, and its renderer with the files it loads.
+_DOCS_PAGES: dict[str, tuple[str, Callable[..., HTMLResponse]]] = {
+    "/docs": (
+        "Swagger UI",
+        partial(
+            get_swagger_ui_html,
+            swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=FAVICON,
+        ),
+    ),
+    "/redoc": (
+        "ReDoc",
+        partial(
+            get_redoc_html,
+            redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
+            redoc_favicon_url=FAVICON,
+            with_google_fonts=False,
+        ),
+    ),
+}
+
+
 def install_dashboard(app: FastAPI) -> None:
     """Serve `/`, `/static/...`, `/docs` and `/redoc` (the app is built with docs_url=None)."""
     app.mount(STATIC_PREFIX, _StaticFiles(directory=STATIC_DIR), name="static")
@@ -53,22 +78,14 @@ def install_dashboard(app: FastAPI) -> None:
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=FAVICON,
-        )
+    for path, (tool, render) in _DOCS_PAGES.items():
+        # The same for every request: rendered once.
+        page = render(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - {tool}")
+        app.add_api_route(path, _html_page(bytes(page.body)), include_in_schema=False)
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
-            redoc_favicon_url=FAVICON,
-            with_google_fonts=False,
-        )
+
+def _html_page(body: bytes) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def page() -> HTMLResponse:
+        return HTMLResponse(body)
+
+    return page

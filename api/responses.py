@@ -74,6 +74,18 @@ READ_ERRORS: Responses = {
 WRITE_ERRORS: Responses = {**READ_ERRORS, 401: error_doc("Missing or wrong bearer token")}
 
 
+def created_or_existing(
+    envelope: type[BaseModel], *, created: int, existing: str, errors: Responses = WRITE_ERRORS
+) -> dict[str, Any]:
+    """Route arguments of a write that answers `created` with what it made, or 200 with the
+    resource already there (`existing` says when), both in `envelope`."""
+    return {
+        "status_code": created,
+        "response_model": envelope,
+        "responses": {200: {"model": envelope, "description": existing}, **errors},
+    }
+
+
 def pagination(count: int, page: int, limit: int) -> dict[str, int]:
     """The pagination block; `pages` is ceil(count / limit), 0 when nothing matches."""
     return {"count": count, "page": page, "limit": limit, "pages": math.ceil(count / limit)}

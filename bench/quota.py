@@ -14,8 +14,9 @@ whole number of the longest window:
 - overshoot: the most calls seen in any sliding interval of a window's length, above its limit;
 - token reuse delay: for the longest window (limit N, length T), c[i+N] - c[i] - T over the
   calls c: how late each freed token was used again (a perfect limiter: 0);
-- grant-to-arrival: time from the token's grant (audit log, Redis clock) to the call's arrival
-  at the sandbox; the limiter's margin has to cover its spread.
+- send-to-arrival: time from the token's confirmation right before the request (the audit log's
+  `called_at`, Redis clock) to the call's arrival at the sandbox; the limiter's margin has to cover
+  its spread.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Result:
     allowed: int
     checks: tuple[WindowCheck, ...]
     reuse_delays: tuple[float, ...]
-    grant_to_arrival: tuple[float, ...]
+    send_to_arrival: tuple[float, ...]
     not_ok_replies: int
     jobs_failed: int
     load_before: float
@@ -253,12 +254,12 @@ def run_scenario(
     measured = [t for t in times if start <= t < start + interval]
     with engine.connect() as conn:
         failed = conn.execute(text("SELECT count(*) FROM jobs WHERE status = 'failed'")).scalar()
-        granted: dict[str, float] = dict(
+        sent: dict[str, float] = dict(
             conn.execute(text("SELECT symbol, extract(epoch FROM called_at) FROM api_calls")).all()
         )
     engine.dispose()
     arrivals = {call.symbol: call.t for call in calls if call.symbol}
-    latency = [arrivals[s] - float(g) for s, g in granted.items() if s in arrivals]
+    latency = [arrivals[s] - float(g) for s, g in sent.items() if s in arrivals]
     return Result(
         scenario=scenario,
         interval_seconds=interval,
@@ -266,7 +267,7 @@ def run_scenario(
         allowed=perfect_grants(windows, start, start + interval),
         checks=tuple(WindowCheck(w, max_in_sliding_interval(times, w.seconds)) for w in windows),
         reuse_delays=tuple(reuse_delays(measured, longest)),
-        grant_to_arrival=tuple(latency),
+        send_to_arrival=tuple(latency),
         not_ok_replies=sum(1 for call in calls if call.outcome != "ok"),
         jobs_failed=int(failed or 0),
         load_before=load_before,
@@ -299,10 +300,10 @@ def render(results: Sequence[Result]) -> str:
         )
     lines.append("")
     for r in results:
-        lat = r.grant_to_arrival
+        lat = r.send_to_arrival
         if lat:
             lines.append(
-                f"- {r.scenario.name}: grant-to-arrival p50 {1000 * percentile(lat, 0.5):.1f} ms,"
+                f"- {r.scenario.name}: send-to-arrival p50 {1000 * percentile(lat, 0.5):.1f} ms,"
                 f" p99 {1000 * percentile(lat, 0.99):.1f} ms, max {1000 * max(lat):.1f} ms over "
                 f"{len(lat)} calls; load average before: {r.load_before:.2f}"
             )

@@ -6,7 +6,10 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
 
 from shared.upstream.parser import DailyBar
 
@@ -15,6 +18,9 @@ T = TypeVar("T")
 # Distinctive fake secrets: tests search logs, rows, responses and messages for them.
 FAKE_API_KEY = "SECRETKEY-TEST-7f3a9c"
 API_TOKEN = "TOKEN-TEST-51c2e8"
+
+# Recorded AlphaVantage answers (their sources: SOURCES.md beside them).
+ALPHAVANTAGE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
 
 
 Bar = DailyBar
@@ -52,6 +58,18 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def redis_now(client: redis.Redis[Any]) -> float:
+    """Redis' clock, which decides the budget."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
+
+
+def wait_for_redis_time(client: redis.Redis[Any], instant: float) -> None:
+    """Poll until Redis' clock has passed `instant`."""
+    while redis_now(client) <= instant:
+        time.sleep(0.02)
 
 
 def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:

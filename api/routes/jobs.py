@@ -12,7 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import TokenDep
 from api.errors import NotFound
 from api.params import Limit, Page, Symbol
-from api.responses import READ_ERRORS, WRITE_ERRORS, Envelope, ListEnvelope, error_doc, ok, ok_list
+from api.responses import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Envelope,
+    ListEnvelope,
+    created_or_existing,
+    error_doc,
+    ok,
+    ok_list,
+)
 from api.schemas import JobPublic
 from api.sessions import database_session
 from shared.core.models import JobStatus, OutputSize
@@ -38,18 +47,15 @@ _CREATE_ERRORS = WRITE_ERRORS | {
     400: error_doc("Invalid symbol or body"),
     413: error_doc("The body is larger than 64 KiB"),
 }
-
-
-@router.post(
-    "",
-    status_code=202,
-    response_model=Envelope[JobPublic],
-    dependencies=[TokenDep],
-    responses={
-        200: {"model": Envelope[JobPublic], "description": "A job for the symbol is in flight"},
-        **_CREATE_ERRORS,
-    },
+_CREATE = created_or_existing(
+    Envelope[JobPublic],
+    created=202,
+    existing="A job for the symbol is in flight",
+    errors=_CREATE_ERRORS,
 )
+
+
+@router.post("", dependencies=[TokenDep], **_CREATE)
 def create_refresh_job(request: JobRequest) -> JSONResponse:
     """Ask for a symbol to be refreshed; an in-flight job for it is returned instead."""
     with database_session() as session:

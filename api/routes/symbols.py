@@ -17,6 +17,7 @@ from api.responses import (
     Envelope,
     ListEnvelope,
     Responses,
+    created_or_existing,
     error_doc,
     ok,
     ok_list,
@@ -94,6 +95,11 @@ class TrackedSymbol(SymbolCoverage):
 
 
 _NOT_TRACKED: Responses = {404: error_doc("Not tracked")}
+_TRACK = created_or_existing(
+    Envelope[TrackedSymbol],
+    created=201,
+    existing="Already tracked (a parked failure is cleared and retried)",
+)
 
 
 def _not_tracked(symbol: str) -> NotFound:
@@ -127,19 +133,7 @@ def read_symbol(symbol: PathSymbol) -> JSONResponse:
     return ok(SymbolCoverage.from_coverage(coverage).body())
 
 
-@router.put(
-    "/{symbol}",
-    status_code=201,
-    response_model=Envelope[TrackedSymbol],
-    dependencies=[TokenDep],
-    responses={
-        200: {
-            "model": Envelope[TrackedSymbol],
-            "description": "Already tracked (a parked failure is cleared and retried)",
-        },
-        **WRITE_ERRORS,
-    },
-)
+@router.put("/{symbol}", dependencies=[TokenDep], **_TRACK)
 def track_symbol(symbol: PathSymbol) -> JSONResponse:
     """Track a symbol; when its stored prices lag, a refresh job starts right away."""
     with database_session() as session:

@@ -409,9 +409,26 @@
     }
   }
 
+  // A table's rows are rebuilt only when its data changed, not on every poll: rows that stay
+  // the same keep the reader's selection and a button's focus.
+  const shownData = new Map();
+  function showRows(tableId, items, rowFor) {
+    const text = JSON.stringify(items);
+    if (shownData.get(tableId) === text) return;
+    shownData.set(tableId, text);
+    $(tableId).tBodies[0].replaceChildren(...items.map(rowFor));
+  }
+
+  // A failure or error as the API gives it ({code, message}), or a dash.
+  function problemCell(problem) {
+    const content = problem
+      ? el("span", "error-text", el("code", null, problem.code), " ", problem.message)
+      : "—";
+    return el("td", null, content);
+  }
+
   // ---- Tracked symbols --------------------------------------------------------------------
 
-  let trackedText = "";
   let storedSymbols = [];
 
   async function refreshSymbols() {
@@ -429,36 +446,30 @@
       return;
     }
     updatePicker(tracked.map((s) => s.symbol), storedSymbols);
-    const text = JSON.stringify(tracked);
-    if (text === trackedText) return;
-    trackedText = text;
-    const body = $("symbols-table").tBodies[0];
-    body.replaceChildren();
-    for (const s of tracked) {
-      const failure = s.failure
-        ? el("span", "error-text", el("code", null, s.failure.code), " ", s.failure.message)
-        : "—";
-      const lag = s.lagging
-        ? el("span", "badge badge-warn", `behind (market: ${s.last_trading_day})`)
-        : el("span", "badge badge-ok", "current");
-      const stop = el("button", "small", "Stop tracking");
-      stop.type = "button";
-      stop.addEventListener("click", () => untrack(s.symbol));
-      const row = el(
-        "tr",
-        null,
-        el("td", "symbol", s.symbol),
-        el("td", "time", s.first_date || "—"),
-        el("td", "time", s.last_date || "—"),
-        el("td", "num", s.rows.toLocaleString("en-US")),
-        timeCell(s.last_refreshed_at),
-        el("td", null, lag),
-        el("td", null, failure),
-        el("td", null, stop),
-      );
-      row.dataset.symbol = s.symbol;
-      body.append(row);
-    }
+    showRows("symbols-table", tracked, symbolRow);
+  }
+
+  function symbolRow(s) {
+    const lag = s.lagging
+      ? el("span", "badge badge-warn", `behind (market: ${s.last_trading_day})`)
+      : el("span", "badge badge-ok", "current");
+    const stop = el("button", "small", "Stop tracking");
+    stop.type = "button";
+    stop.addEventListener("click", () => untrack(s.symbol));
+    const row = el(
+      "tr",
+      null,
+      el("td", "symbol", s.symbol),
+      el("td", "time", s.first_date || "—"),
+      el("td", "time", s.last_date || "—"),
+      el("td", "num", s.rows.toLocaleString("en-US")),
+      timeCell(s.last_refreshed_at),
+      el("td", null, lag),
+      problemCell(s.failure),
+      el("td", null, stop),
+    );
+    row.dataset.symbol = s.symbol;
+    return row;
   }
 
   async function untrack(symbol) {
@@ -508,7 +519,6 @@
 
   // ---- Jobs -------------------------------------------------------------------------------
 
-  let jobsText = "";
   const jobStatusSeen = new Map();
 
   async function refreshJobs() {
@@ -522,28 +532,8 @@
     const jobs = body.data;
     // Set on every answer, so an earlier error goes away once the API answers again.
     setStatus($("jobs-status"), jobs.length ? "" : "No jobs yet: refresh a symbol to start one.", "empty");
-    const text = JSON.stringify(jobs);
-    if (text === jobsText) return;
-    jobsText = text;
-    const tbody = $("jobs-table").tBodies[0];
-    tbody.replaceChildren();
+    showRows("jobs-table", jobs, jobRow);
     for (const job of jobs) {
-      const error = job.error ? el("span", "error-text", el("code", null, job.error.code), " ", job.error.message) : "—";
-      const row = el(
-        "tr",
-        null,
-        el("td", "symbol", job.symbol),
-        el("td", null, el("span", `badge badge-${job.status}`, job.status)),
-        el("td", "num", job.attempts),
-        timeCell(job.created_at),
-        timeCell(job.not_before),
-        el("td", "detail", job.detail || "—"),
-        el("td", null, error),
-        el("td", "num", job.rows_written === null ? "—" : job.rows_written.toLocaleString("en-US")),
-      );
-      row.dataset.jobId = job.id;
-      row.dataset.status = job.status;
-      tbody.append(row);
       const before = jobStatusSeen.get(job.id);
       jobStatusSeen.set(job.id, job.status);
       if (before && before !== job.status && job.status === "succeeded") {
@@ -552,6 +542,24 @@
         refreshSymbols();
       }
     }
+  }
+
+  function jobRow(job) {
+    const row = el(
+      "tr",
+      null,
+      el("td", "symbol", job.symbol),
+      el("td", null, el("span", `badge badge-${job.status}`, job.status)),
+      el("td", "num", job.attempts),
+      timeCell(job.created_at),
+      timeCell(job.not_before),
+      el("td", "detail", job.detail || "—"),
+      problemCell(job.error),
+      el("td", "num", job.rows_written === null ? "—" : job.rows_written.toLocaleString("en-US")),
+    );
+    row.dataset.jobId = job.id;
+    row.dataset.status = job.status;
+    return row;
   }
 
   function setupRefreshForm() {

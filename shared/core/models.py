@@ -81,9 +81,6 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-IN_FLIGHT_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
 class JobErrorCode(StrEnum):
     """Why a job failed (CONTRACT.md)."""
 

@@ -6,10 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    CTE,
     Connection,
     DateTime,
+    Interval,
     String,
     bindparam,
+    delete,
+    func,
     insert,
     literal,
     select,
@@ -18,35 +22,29 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
+from shared.core.batches import deleted_batch
 from shared.core.db import session_scope
-from shared.core.models import ApiCall, Job, OutputSize
-from shared.domain.jobs.table import held_by
+from shared.core.models import ApiCall, OutputSize
+from shared.domain.jobs.lifecycle import ATTEMPT
 
 # The outcome of a call that was made but whose answer was never recorded (its worker died).
 PENDING = "pending"
 
 
 _API_CALLS = ApiCall.metadata.tables["api_calls"]
-_JOBS = Job.metadata.tables["jobs"]
 
 
 # Statements every job runs are built once: building one cost as much CPU as executing it.
-_ATTEMPT = (
-    update(_JOBS)
-    .where(_JOBS.c.id == bindparam("job_id"), held_by(bindparam("holder")))
-    .values(attempts=_JOBS.c.attempts + 1)
-    .returning(_JOBS.c.id, _JOBS.c.symbol)
-    .cte("attempt")
-)
+# The job's attempt is counted by the jobs package's CTE, and only if the worker still holds it.
 _START_CALL = (
     insert(_API_CALLS)
     .from_select(
         ["called_at", "symbol", "outputsize", "job_id", "outcome"],
         select(
             bindparam("called_at", type_=DateTime(timezone=True)),
-            _ATTEMPT.c.symbol,
+            ATTEMPT.c.symbol,
             bindparam("call_outputsize", type_=String),
-            _ATTEMPT.c.id,
+            ATTEMPT.c.id,
             literal(PENDING),
         ),
     )
@@ -64,9 +62,10 @@ def start_call(
 ) -> int | None:
     """Count an attempt of the job and record its call as about to be made, in one statement.
 
-    `called_at` is the token's time (from Redis). Returns the call's id, or None (nothing
-    written) when `worker` no longer holds the job. Counted before the call is made, so a
-    call whose worker dies still counts against the attempts and the budget.
+    `called_at` is the token's grant (Redis' clock); `finish_call` moves it to the moment the
+    call was sent. Returns the call's id, or None (nothing written) when `worker` no longer
+    holds the job. Counted before the call is made, so a call whose worker dies still counts
+    against the attempts and the budget.
     """
     call_id = connection.execute(
         _START_CALL,
@@ -83,15 +82,34 @@ def start_call(
 _FINISH_CALL = (
     update(_API_CALLS)
     .where(_API_CALLS.c.id == bindparam("call_id"))
-    .values(outcome=bindparam("call_outcome"), duration_ms=bindparam("duration"))
-)
-
-
-def finish_call(session: Session, call_id: int, *, outcome: str, duration_ms: int) -> None:
-    """Record how a call ended; the caller commits (a row left `pending` still counts)."""
-    session.connection().execute(
-        _FINISH_CALL, {"call_id": call_id, "call_outcome": outcome, "duration": duration_ms}
+    .values(
+        called_at=bindparam("sent_at", type_=DateTime(timezone=True)),
+        outcome=bindparam("call_outcome"),
+        duration_ms=bindparam("duration"),
     )
+)
+_WITHDRAW_CALL = delete(_API_CALLS).where(_API_CALLS.c.id == bindparam("call_id"))
+
+
+def finish_call(
+    session: Session, call_id: int, *, sent_at: float, outcome: str, duration_ms: int
+) -> None:
+    """Record when a call was sent and how it ended; the caller commits (a row left `pending`
+    still counts)."""
+    session.connection().execute(
+        _FINISH_CALL,
+        {
+            "call_id": call_id,
+            "sent_at": datetime.fromtimestamp(sent_at, UTC),
+            "call_outcome": outcome,
+            "duration": duration_ms,
+        },
+    )
+
+
+def withdraw_call(session: Session, call_id: int) -> None:
+    """Forget a call that was started but never sent (its token lapsed); the caller commits."""
+    session.connection().execute(_WITHDRAW_CALL, {"call_id": call_id})
 
 
 def recent_call_times(session: Session, *, within: timedelta) -> list[float]:
@@ -121,3 +139,14 @@ def calls_today_by_outcome(session: Session) -> dict[str, int]:
         )
     ).all()
     return {outcome: int(count) for outcome, count in rows}
+
+
+def old_calls_deleted() -> CTE:
+    """The CTE `gone`: deletes up to :batch audited calls made more than :keep ago, returning
+    their outcomes as `key`. Oldest first (ix_api_calls_called_at)."""
+    return deleted_batch(
+        _API_CALLS,
+        _API_CALLS.c.called_at < func.now() - bindparam("keep", type_=Interval),
+        oldest_first=_API_CALLS.c.called_at,
+        key=_API_CALLS.c.outcome,
+    )

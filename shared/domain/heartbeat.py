@@ -33,8 +33,8 @@ RENEWALS_PER_WINDOW = 3
 class LeaseTerms:
     """How long a claim lives without a renewal, and how long it may live at all."""
 
-    window: timedelta
-    hard_bound: timedelta
+    window: timedelta  # JOB_HEARTBEAT_TIMEOUT_SECONDS
+    hard_bound: timedelta  # JOB_LEASE_SECONDS
 
     @property
     def first_lease(self) -> timedelta:

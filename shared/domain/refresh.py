@@ -1,8 +1,9 @@
 """Running one refresh job: the single code path of Celery workers and `stockpile fetch`.
 
-claim → already current? → take a token → count the attempt → call AlphaVantage → audit the call
-→ upsert the prices and mark the job done in one transaction. Waits longer than a second go back
-to PostgreSQL (`not_before`), never into a sleeping worker or a broker countdown.
+claim → already current? → take a token → count the attempt → confirm the token → call
+AlphaVantage → audit the call → upsert the prices and mark the job done in one transaction. Waits
+longer than a second go back to PostgreSQL (`not_before`), never into a sleeping worker or a broker
+countdown.
 
 A job that calls AlphaVantage once commits three times: the claim, which also reads the newest
 stored day; the attempt with the call's audit row, right after the token is granted; and the
@@ -27,7 +28,7 @@ from shared.core.db import autocommit_connection, session_scope
 from shared.core.market_calendar import last_completed_trading_day, trading_days
 from shared.core.models import Job, JobErrorCode, OutputSize, utcnow
 from shared.core.settings import Settings
-from shared.domain.audit import finish_call, start_call
+from shared.domain.audit import finish_call, start_call, withdraw_call
 from shared.domain.heartbeat import LeaseTerms, heartbeat
 from shared.domain.jobs.lifecycle import claim_job, fail_job, requeue_job, succeed_job
 from shared.domain.prices import upsert_prices
@@ -39,6 +40,7 @@ from shared.upstream.errors import (
     RateLimited,
 )
 from shared.upstream.factory import Upstream
+from shared.upstream.ratelimit import Grant
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +112,21 @@ def run_job(
 
 
 @dataclass(frozen=True, slots=True)
+class _SentCall:
+    """An audited call on its way: its audit row, when it was sent (Redis' clock), and the
+    monotonic start of its duration."""
+
+    call_id: int
+    sent_at: float
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
 class _CallEnd:
     """How an audited call ended, written with the transaction that records the job's outcome."""
 
     call_id: int
+    sent_at: float
     outcome: str
     duration_ms: int
 
@@ -135,6 +148,7 @@ class _Run:
         self.worker = worker
         self.clock = clock
         self._call_end: _CallEnd | None = None
+        self._unsent_call: int | None = None
 
     def execute(self) -> RunResult:
         if self.job.attempts >= self.policy.max_attempts:
@@ -154,33 +168,39 @@ class _Run:
             )
         outputsize = self._choose_outputsize(stored_through, target)
         while True:
-            wait = self._take_token()
-            if wait > 0:
+            grant = self._take_token()
+            if not grant.granted:
                 return self._requeue(
-                    wait, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
+                    grant.retry_after, "Waiting for AlphaVantage budget (fleet-wide rate limit)."
                 )
-            # One statement between the grant and the call (AlphaVantage sees calls closer
-            # together by however long it takes): count the attempt, audit the call as pending.
             with autocommit_connection() as connection:
                 call_id = start_call(
                     connection,
                     job_id=self.job.id,
                     worker=self.worker,
-                    called_at=self._granted_at,
+                    called_at=grant.at,
                     outputsize=outputsize,
                 )
             if call_id is None:
                 # Our lease ran out while we waited for the token, and another worker claimed
                 # the job: it makes the call, and this token goes unused.
                 return RunResult(Outcome.NOT_CLAIMED)
-            self._call_id = call_id
             attempts = self.job.attempts + 1
             self.job.attempts = attempts
-            started = time.monotonic()
+            sent_at = self.upstream.limiter.confirm(grant)
+            if sent_at is None:
+                self._unsent_call = call_id
+                return self._requeue(
+                    0.0,
+                    "The budget token lapsed before the call was sent (the worker stalled); "
+                    "no call was made.",
+                    refund_attempt=True,
+                )
+            call = _SentCall(call_id, sent_at, started=time.monotonic())
             try:
                 series = self.upstream.client.fetch_daily(self.job.symbol, outputsize)
             except PremiumOutputSize as exc:
-                self._audit(exc, started)
+                self._audit(call, exc)
                 with session_scope() as session:
                     self._record_call_end(session)
                 self.upstream.full_history.remember_unavailable()
@@ -191,21 +211,21 @@ class _Run:
                 # Stop the fleet first: every millisecond before the cooldown is set lets
                 # another worker spend a call that will be refused too.
                 wait = self._cool_down(exc)
-                self._audit(exc, started)
+                self._audit(call, exc)
                 return self._requeue(
                     wait,
                     f"AlphaVantage throttled the key ({exc.message}); the fleet is cooling down.",
                     refund_attempt=True,
                 )
             except AlphaVantageError as exc:
-                self._audit(exc, started)
+                self._audit(call, exc)
                 if not exc.retryable or attempts >= self.policy.max_attempts:
                     return self._fail(exc.code, exc.message)
                 return self._requeue(
                     min(2.0 ** (attempts - 1), 60.0),
                     f"Attempt {attempts} failed ({exc.message}); retrying.",
                 )
-            self._audit(None, started)
+            self._audit(call, None)
             return self._succeed(
                 None,
                 f"Fetched {len(series.bars)} days ({outputsize}) from AlphaVantage.",
@@ -222,15 +242,12 @@ class _Run:
             return OutputSize.FULL
         return OutputSize.COMPACT
 
-    def _take_token(self) -> float:
-        """0 once a token is held; otherwise how long until the budget frees one."""
+    def _take_token(self) -> Grant:
+        """A granted token, or the refusal when the budget frees one too late to sleep for."""
         while True:
             grant = self.upstream.limiter.acquire(cost_id=str(self.job.id))
-            self._granted_at = grant.at
-            if grant.granted:
-                return 0.0
-            if grant.retry_after > MAX_SLEEP_SECONDS:
-                return grant.retry_after
+            if grant.granted or grant.retry_after > MAX_SLEEP_SECONDS:
+                return grant
             time.sleep(grant.retry_after)
 
     def _cool_down(self, exc: RateLimited) -> float:
@@ -249,19 +266,29 @@ class _Run:
             limiter.cooldown(seconds, reason=exc.message)
         return seconds
 
-    def _audit(self, exc: AlphaVantageError | None, started: float) -> None:
+    def _audit(self, call: _SentCall, exc: AlphaVantageError | None) -> None:
         self._call_end = _CallEnd(
-            self._call_id,
+            call.call_id,
+            sent_at=call.sent_at,
             outcome="ok" if exc is None else _outcome_name(exc),
-            duration_ms=round((time.monotonic() - started) * 1000),
+            duration_ms=round((time.monotonic() - call.started) * 1000),
         )
 
     def _record_call_end(self, session: Session) -> None:
         """Write the pending call's end into this transaction (if the worker dies first, the
         call stays `pending` in the audit and still counts in the budget)."""
+        if self._unsent_call is not None:
+            withdraw_call(session, self._unsent_call)
+            self._unsent_call = None
         if self._call_end is not None:
             end, self._call_end = self._call_end, None
-            finish_call(session, end.call_id, outcome=end.outcome, duration_ms=end.duration_ms)
+            finish_call(
+                session,
+                end.call_id,
+                sent_at=end.sent_at,
+                outcome=end.outcome,
+                duration_ms=end.duration_ms,
+            )
 
     def _succeed(self, rows: int | None, detail: str, *, upsert: Any) -> RunResult:
         with session_scope() as session:

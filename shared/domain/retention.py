@@ -16,13 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import text
+from sqlalchemy import CTE, Select, func, insert, literal, select
 from sqlmodel import Session
 
 from shared.core.db import session_scope
+from shared.core.models import RowTally
 from shared.core.rate_windows import parse_rate_limits
 from shared.core.settings import Settings
-from shared.domain.tallies import compact_tallies
+from shared.domain.audit import old_calls_deleted
+from shared.domain.jobs.records import finished_jobs_deleted
+from shared.domain.tallies import API_CALLS_DELETED, JOBS_DELETED, compact_tallies
 from shared.upstream.ratelimit import history_needed
 
 logger = logging.getLogger(__name__)
@@ -32,46 +35,25 @@ BATCH_SIZE = 500
 # One run stops after this long; the next run (beat) carries on where it stopped.
 RUN_SECONDS = 10.0
 
-_PURGE_JOBS = text(
-    """
-    WITH doomed AS MATERIALIZED (
-        SELECT id FROM jobs
-        WHERE created_at < now() - :keep
-          AND status IN ('succeeded', 'failed')
-          AND finished_at < now() - :keep
-        ORDER BY created_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    ),
-    gone AS (DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id RETURNING jobs.status),
-    tally AS (
-        INSERT INTO row_tallies (kind, key, delta)
-        SELECT 'jobs_deleted', status, count(*) FROM gone GROUP BY status
-    )
-    SELECT count(*) FROM gone
-    """
-)
+_ROW_TALLIES = RowTally.metadata.tables["row_tallies"]
 
-_PURGE_CALLS = text(
-    """
-    WITH doomed AS MATERIALIZED (
-        SELECT id FROM api_calls
-        WHERE called_at < now() - :keep
-        ORDER BY called_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    ),
-    gone AS (
-        DELETE FROM api_calls USING doomed WHERE api_calls.id = doomed.id
-        RETURNING api_calls.outcome
-    ),
-    tally AS (
-        INSERT INTO row_tallies (kind, key, delta)
-        SELECT 'api_calls_deleted', outcome, count(*) FROM gone GROUP BY outcome
+
+def _tallied(gone: CTE, kind: str) -> Select[int]:
+    """How many rows `gone` deleted, with their count by key added to the `kind` tally in the
+    same statement (the triggers subtract them from the stored counts)."""
+    tally = (
+        insert(_ROW_TALLIES)
+        .from_select(
+            ["kind", "key", "delta"],
+            select(literal(kind), gone.c.key, func.count()).group_by(gone.c.key),
+        )
+        .cte("tally")
     )
-    SELECT count(*) FROM gone
-    """
-)
+    return select(func.count()).select_from(gone).add_cte(tally)
+
+
+_PURGE_JOBS = _tallied(finished_jobs_deleted(), JOBS_DELETED)
+_PURGE_CALLS = _tallied(old_calls_deleted(), API_CALLS_DELETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +78,16 @@ def call_retention(settings: Settings) -> timedelta:
 
 def purge_finished_jobs(session: Session, *, keep: timedelta, batch: int = BATCH_SIZE) -> int:
     """Delete up to `batch` jobs finished more than `keep` ago; the caller commits."""
-    return int(session.execute(_PURGE_JOBS, {"keep": keep, "batch": batch}).scalar_one())
+    return int(
+        session.connection().execute(_PURGE_JOBS, {"keep": keep, "batch": batch}).scalar_one()
+    )
 
 
 def purge_api_calls(session: Session, *, keep: timedelta, batch: int = BATCH_SIZE) -> int:
     """Delete up to `batch` audited calls made more than `keep` ago; the caller commits."""
-    return int(session.execute(_PURGE_CALLS, {"keep": keep, "batch": batch}).scalar_one())
+    return int(
+        session.connection().execute(_PURGE_CALLS, {"keep": keep, "batch": batch}).scalar_one()
+    )
 
 
 def apply_retention(

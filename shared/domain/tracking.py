@@ -8,12 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, func, literal, select, text
 from sqlmodel import Session
 
 from shared.core.db import session_scope
 from shared.core.market_calendar import DEFAULT_SETTLE, last_completed_trading_day, market_close_at
-from shared.domain.jobs.records import create_job
+from shared.core.models import FinancialData, TrackedSymbol
+from shared.domain.jobs.records import create_job, in_flight_for, jobs_by_symbol_since
 
 logger = logging.getLogger(__name__)
 
@@ -170,36 +171,43 @@ def retry_interval(tries: int, min_interval: timedelta) -> timedelta:
     return min(cap, min_interval * (1 << min(tries - 1, 20)))
 
 
+_TRACKED = TrackedSymbol.metadata.tables["tracked_symbols"]
+_PRICES = FinancialData.metadata.tables["financial_data"]
+
 # The in-flight test comes first, as one anti-join against the in-flight jobs in a materialized
 # CTE: as plain WHERE conditions on tracked_symbols, the planner probed every symbol's newest
 # stored day before the join (10,000 probes, 230 ms with a backlog in flight, when no symbol can
 # be due). The last job and the tries come from one range of ix_jobs_created_at (the jobs since
 # `:recent_since`, at most a few days' worth), grouped and hash-joined, not from two probes per
 # symbol: a symbol whose last job is older than that is due whatever its tries were.
-_CANDIDATES_SQL = text(
-    """
-    WITH idle AS MATERIALIZED (
-        SELECT t.symbol FROM tracked_symbols t
-        WHERE (t.retry_at IS NULL OR t.retry_at <= :now)
-          AND NOT EXISTS (SELECT 1 FROM jobs j
-                          WHERE j.symbol = t.symbol AND j.status IN ('queued', 'running'))
-    ),
-    lagging AS MATERIALIZED (
-        SELECT i.symbol FROM idle i
-        WHERE coalesce((SELECT max(f.date) FROM financial_data f WHERE f.symbol = i.symbol),
-                       DATE '0001-01-01') < :target
-    ),
-    recent AS (
-        SELECT j.symbol, max(j.created_at) AS last_job_at,
-               count(*) FILTER (WHERE j.created_at >= :due_since) AS tries
-        FROM jobs j
-        WHERE j.created_at >= :recent_since
-        GROUP BY j.symbol
+_IDLE = (
+    select(_TRACKED.c.symbol)
+    .where(
+        _TRACKED.c.retry_at.is_(None) | (_TRACKED.c.retry_at <= bindparam("now")),
+        ~in_flight_for(_TRACKED.c.symbol),
     )
-    SELECT l.symbol, r.last_job_at, coalesce(r.tries, 0)
-    FROM lagging l LEFT JOIN recent r ON r.symbol = l.symbol
-    ORDER BY l.symbol
-    """
+    .cte("idle")
+    .prefix_with("MATERIALIZED")
+)
+_LAGGING = (
+    select(_IDLE.c.symbol)
+    .where(
+        func.coalesce(
+            select(func.max(_PRICES.c.date))
+            .where(_PRICES.c.symbol == _IDLE.c.symbol)
+            .scalar_subquery(),
+            literal(dt.date.min),
+        )
+        < bindparam("target")
+    )
+    .cte("lagging")
+    .prefix_with("MATERIALIZED")
+)
+_RECENT = jobs_by_symbol_since(bindparam("recent_since"), bindparam("due_since")).cte("recent")
+_CANDIDATES = (
+    select(_LAGGING.c.symbol, _RECENT.c.last_job_at, func.coalesce(_RECENT.c.tries, 0))
+    .select_from(_LAGGING.outerjoin(_RECENT, _RECENT.c.symbol == _LAGGING.c.symbol))
+    .order_by(_LAGGING.c.symbol)
 )
 
 
@@ -215,10 +223,14 @@ def symbols_due(session: Session, *, now: datetime, min_interval: timedelta) -> 
     # A job older than the longest retry interval cannot make a symbol wait, so older jobs are
     # not read (their symbol's last_job_at comes back NULL: due).
     recent_since = min(due_since, now - max(min_interval, MAX_RETRY_INTERVAL))
-    rows = session.execute(
-        _CANDIDATES_SQL,
-        {"now": now, "target": target, "due_since": due_since, "recent_since": recent_since},
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            _CANDIDATES,
+            {"now": now, "target": target, "due_since": due_since, "recent_since": recent_since},
+        )
+        .all()
+    )
     return [
         symbol
         for symbol, last_job_at, tries in rows

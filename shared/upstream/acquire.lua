@@ -1,6 +1,7 @@
 -- KEYS: cooldown, seq, then (log, marker) per window.
 -- ARGV: cost_id, then (limit, len_us) per window.
--- Returns {1, 0, now} granted, {0, wait, now} denied, {-1, 0, now} when a window's state is lost.
+-- Returns {1, 0, now, member} granted, {0, wait, now} denied, {-1, 0, now} when a window's state is
+-- lost. The member stands in every window until `confirm` restamps it with the call's real start.
 local now = now_us()
 local n = (#KEYS - 2) / 2
 for i = 1, n do
@@ -30,4 +31,4 @@ for i = 1, n do
   redis.call('ZADD', key, fmt(now), member)
   redis.call('PEXPIRE', key, fmt(math.ceil(tonumber(ARGV[2 * i + 1]) / 1000)))
 end
-return {1, 0, now}
+return {1, 0, now, member}

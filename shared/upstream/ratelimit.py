@@ -9,6 +9,11 @@ interval of that length ever holds more than N) and costs a few thousand members
 Every operation runs as one Lua script timed by ``redis.call('TIME')``, so every worker on every
 machine uses Redis' clock and sees one consistent budget. Scores are integer microseconds.
 
+A call takes two steps: ``acquire`` grants a token stamped with the grant's time, and ``confirm``
+restamps it with the moment the call is sent. The upstream counts a call when it arrives, so a
+caller that stalls between the grant and the send (a database write on a saturated machine)
+would otherwise make the upstream see calls closer together than the log says.
+
 Redis may lose its data (restart without persistence). Each window therefore has an
 ``…:initialized`` marker; an operation that finds a marker missing refuses to run, the limiter
 re-seeds the window from the caller's audit log of past calls (``history``), and only then retries.
@@ -50,22 +55,26 @@ _NOT_INITIALIZED = -1
 
 @dataclass(frozen=True)
 class Grant:
-    """Answer to one token request; ``at`` is Redis' clock (unix seconds) at the decision."""
+    """Answer to one token request; ``at`` is Redis' clock (unix seconds) at the decision.
+
+    A granted token is ``confirm``-ed right before its call is sent.
+    """
 
     granted: bool
     retry_after: float
     at: float
+    token: str | None = None
 
 
 @dataclass(frozen=True)
 class WindowStatus:
-    """Usage of one window: calls in the last window length and seconds until a token frees."""
+    """Usage of one window."""
 
     window: RateWindow
-    used: int
-    remaining: int
-    retry_after: float
-    initialized: bool
+    used: int  # calls in the last window length (granted tokens not yet confirmed included)
+    remaining: int  # tokens this window could grant now
+    retry_after: float  # seconds until it frees a token, 0 when it has one
+    initialized: bool  # False when Redis lost the window's state (the next grant re-seeds it)
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ def history_needed(windows: Iterable[RateWindow]) -> float:
 
 
 _ACQUIRE_LUA = _script("acquire")
+_CONFIRM_LUA = _script("confirm")
 _COOLDOWN_LUA = _script("cooldown")
 _EXHAUST_LUA = _script("exhaust")
 _REBUILD_LUA = _script("rebuild")
@@ -147,6 +157,7 @@ class RedisRateLimiter:
         self._marker_keys = tuple(f"{k}:initialized" for k in self._log_keys)
         self._redis = redis_client
         self._acquire = redis_client.register_script(_ACQUIRE_LUA)
+        self._confirm = redis_client.register_script(_CONFIRM_LUA)
         self._cooldown = redis_client.register_script(_COOLDOWN_LUA)
         self._exhaust = redis_client.register_script(_EXHAUST_LUA)
         self._rebuild = redis_client.register_script(_REBUILD_LUA)
@@ -167,11 +178,29 @@ class RedisRateLimiter:
             keys += [log_key, marker_key]
             args += [window.limit, window_us]
         for _ in range(_MAX_ATTEMPTS):
-            code, wait_us, now_us = self._acquire(keys=keys, args=args)
+            code, wait_us, now_us, *member = self._acquire(keys=keys, args=args)
             if code != _NOT_INITIALIZED:
-                return Grant(granted=code == 1, retry_after=wait_us / _MICROS, at=now_us / _MICROS)
+                return Grant(
+                    granted=code == 1,
+                    retry_after=wait_us / _MICROS,
+                    at=now_us / _MICROS,
+                    token=_text(member[0]) if member else None,
+                )
             self.ensure_initialized()
         raise LimiterStateLostError("rate limiter state disappeared again after re-seeding")
+
+    def confirm(self, grant: Grant) -> float | None:
+        """Stamp a granted token with now, right before its call is sent; return that time.
+
+        The windows then count the call where the upstream sees it, not where it was granted
+        (work between the two, such as a database write, can stall on a busy machine). None: the
+        token lapsed (the caller stalled longer than a window and another call may hold its
+        place, or Redis lost it), so the call must not be made.
+        """
+        if grant.token is None:
+            raise ValueError("only a granted token can be confirmed")
+        confirmed, now_us = self._confirm(keys=self._log_keys, args=[grant.token, *self._window_us])
+        return now_us / _MICROS if confirmed == 1 else None
 
     def cooldown(self, seconds: float, reason: str) -> None:
         """Pause the whole fleet for ``seconds``; a longer cooldown already set is kept."""

@@ -6,12 +6,21 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import ClassVar, Self
+
+from stockpile.localstack._process import (
+    RunAs,
+    identity,
+    log_size,
+    parent_death_hook,
+    wait_ready,
+)
+from stockpile.localstack.errors import ServerStartError
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +35,7 @@ class ClosedOnExit:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -54,9 +58,12 @@ class OwnedServer(ClosedOnExit):
     """
 
     NAME: ClassVar[str]
+    LOG_NAME: ClassVar[str]
 
-    def __init__(self, data_dir: Path, *, remove_on_close: bool) -> None:
+    def __init__(self, data_dir: Path, *, remove_on_close: bool, timeout: float) -> None:
         self.data_dir = data_dir.resolve()
+        self.log_path = self.data_dir / self.LOG_NAME
+        self.timeout = timeout
         self._remove_on_close = remove_on_close
         self._proc: subprocess.Popen[bytes] | None = None
         self._owner_pid = os.getpid()
@@ -78,6 +85,46 @@ class OwnedServer(ClosedOnExit):
     def start(self) -> None:
         """Start the server and wait until it answers."""
         raise NotImplementedError
+
+    def _run_until_ready(
+        self,
+        command: list[str],
+        *,
+        cwd: Path,
+        ready: Callable[[], bool],
+        parent_death: signal.Signals,
+        user: RunAs | None = None,
+    ) -> None:
+        """Start the server's process, its output appended to its log, and wait until `ready()`.
+
+        The process gets a session of its own (a Ctrl+C meant for `stockpile dev` must not reach
+        it first) and `parent_death` when this process dies. A start that fails raises
+        ServerStartError with the log's last lines, and leaves no process behind.
+        """
+        log_start = log_size(self.log_path)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=parent_death_hook(parent_death),
+                **identity(user),
+            )
+        try:
+            wait_ready(
+                self._proc,
+                ready,
+                name=self.NAME,
+                log=self.log_path,
+                log_start=log_start,
+                timeout=self.timeout,
+            )
+        except ServerStartError:
+            self._proc = None
+            raise
 
     def stop(self) -> None:
         """Stop the server, keeping its files for the next start."""

@@ -22,10 +22,8 @@ from stockpile.localstack._process import (
     identity,
     log_size,
     log_tail,
-    parent_death_hook,
     stop_process,
     unprivileged_user,
-    wait_ready,
 )
 from stockpile.localstack._server import OwnedServer, server_folder
 from stockpile.localstack.errors import LocalStackError, ServerStartError
@@ -62,6 +60,7 @@ class EmbeddedPostgres(OwnedServer):
     """A PostgreSQL server owned by this process, reachable only through a private Unix socket."""
 
     NAME = "PostgreSQL"
+    LOG_NAME = "postgres.log"
 
     def __init__(
         self,
@@ -72,11 +71,9 @@ class EmbeddedPostgres(OwnedServer):
         timeout: float = 30.0,
         home: Path = server_home.SERVER_HOME,
     ) -> None:
-        super().__init__(data_dir, remove_on_close=remove_on_close)
+        super().__init__(data_dir, remove_on_close=remove_on_close, timeout=timeout)
         self.pgdata = self.data_dir / "pgdata"
-        self.log_path = self.data_dir / "postgres.log"
         self.persistent = persistent
-        self.timeout = timeout
         self._run_as = unprivileged_user()
         self._major, self._bundled_bin = postgres_binaries()
         self._bin = self._bundled_bin
@@ -133,32 +130,19 @@ class EmbeddedPostgres(OwnedServer):
         ]
         for setting in () if self.persistent else _THROWAWAY_SETTINGS:
             command += ["-c", setting]
-        log_start = log_size(self.log_path)
-        with self.log_path.open("ab") as log, self._runnable():
-            self._proc = subprocess.Popen(
+        with self._runnable():
+            self._run_until_ready(
                 command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
                 cwd=self.pgdata,
-                # Own session: a Ctrl+C meant for `stockpile dev` must not reach the server first.
-                start_new_session=True,
-                preexec_fn=parent_death_hook(signal.SIGINT),
-                **identity(self._run_as),
+                ready=self._ready,
+                parent_death=signal.SIGINT,
+                user=self._run_as,
             )
-        wait_ready(
-            self._proc,
-            self._ready,
-            name="PostgreSQL",
-            log=self.log_path,
-            log_start=log_start,
-            timeout=self.timeout,
-        )
         logger.info(
-            "PostgreSQL %d ready in %.2f s (pid %d, socket %s)",
+            "PostgreSQL %d ready in %.2f s (pid %s, socket %s)",
             self._major,
             time.monotonic() - began,
-            self._proc.pid,
+            self.pid,
             self.socket_dir,
         )
 

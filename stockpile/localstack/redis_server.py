@@ -16,13 +16,9 @@ from redis.retry import Retry
 
 from stockpile.localstack._process import (
     free_port,
-    log_size,
-    log_tail,
-    parent_death_hook,
     process_alive,
     process_command,
     stop_process,
-    wait_ready,
 )
 from stockpile.localstack._server import OwnedServer, server_folder
 from stockpile.localstack.errors import LocalStackError, ServerStartError
@@ -50,6 +46,7 @@ class EmbeddedRedis(OwnedServer):
     """A Redis server owned by this process, listening on 127.0.0.1 only."""
 
     NAME = "Redis"
+    LOG_NAME = "redis.log"
 
     def __init__(
         self,
@@ -60,11 +57,9 @@ class EmbeddedRedis(OwnedServer):
         remove_on_close: bool,
         timeout: float = 10.0,
     ) -> None:
-        super().__init__(data_dir, remove_on_close=remove_on_close)
-        self.log_path = self.data_dir / "redis.log"
+        super().__init__(data_dir, remove_on_close=remove_on_close, timeout=timeout)
         self.pid_path = self.data_dir / "redis.pid"
         self.persistent = persistent
-        self.timeout = timeout
         self._port = port
         self._executable = redis_executable()
 
@@ -159,30 +154,16 @@ class EmbeddedRedis(OwnedServer):
             "--maxmemory-policy",
             "noeviction",
         ]
-        log_start = log_size(self.log_path)
-        with self.log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                start_new_session=True,
-                preexec_fn=parent_death_hook(signal.SIGTERM),
-            )
-        self._proc = proc
         try:
-            wait_ready(
-                proc,
-                lambda: _answers(port, proc.pid),
-                name="Redis",
-                log=self.log_path,
-                log_start=log_start,
-                timeout=self.timeout,
+            self._run_until_ready(
+                command,
+                cwd=self.data_dir,
+                ready=lambda: _answers(port, self.pid),
+                parent_death=signal.SIGTERM,
             )
-        except ServerStartError:
-            self._proc = None
-            if "Address already in use" in log_tail(self.log_path, since=log_start):
+        except ServerStartError as exc:
+            # The error carries the log's last lines, where Redis says why it stopped.
+            if "Address already in use" in str(exc):
                 raise _PortTaken from None
             raise
 
@@ -237,7 +218,7 @@ def _client(port: int, *, timeout: float) -> redis.Redis[bytes]:
     )
 
 
-def _answers(port: int, pid: int) -> bool:
+def _answers(port: int, pid: int | None) -> bool:
     client = _client(port, timeout=0.5)
     try:
         info = client.info()

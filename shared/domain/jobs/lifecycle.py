@@ -1,7 +1,8 @@
-"""A job's life on a worker: claim, lease renewal, requeue, success, failure.
+"""A job's life on a worker: claim, lease renewal, the attempt, requeue, success, failure.
 
 Every transition is a conditional UPDATE … RETURNING, so a redelivered or duplicated task can
-neither run a finished job again nor run one job twice at the same time.
+neither run a finished job again nor run one job twice at the same time. Every job runs these
+statements, so each is built once.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Interval, bindparam, func, select, text, update
+from sqlalchemy import Connection, Integer, Interval, Update, bindparam, func, select, update
 from sqlmodel import Session
 
-from shared.core.models import (
-    Job,
-    JobStatus,
-    OutputSize,
+from shared.core.models import Job, JobStatus
+from shared.domain.jobs.table import (
+    IS_QUEUED,
+    IS_RUNNING,
+    JOBS,
+    NOT_HELD_BACK,
+    PRICES,
+    held_by,
+    job_or_none,
 )
-from shared.domain.jobs.table import JOBS, PRICES, held_by, job_from_row, transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +36,16 @@ class Claim:
     stored_through: dt.date | None
 
 
-# The outer parentheses matter: SQLAlchemy does not group a text() clause, and without them
-# `id = :id AND … OR …` claimed every running job with an expired lease, not only this one.
-_DUE_OR_ABANDONED = text(
-    "((status = 'queued' AND (not_before IS NULL OR not_before <= now()))"
-    " OR (status = 'running' AND lease_expires_at < now()))"
-)
+# The job with id :job_id, as long as :holder holds it.
+_HELD = (JOBS.c.id == bindparam("job_id")) & held_by(bindparam("holder"))
 
-
-# Statements every job runs (claim, succeed) are built once: building one cost as much CPU as
-# executing it.
 _CLAIM = (
     update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"), _DUE_OR_ABANDONED)
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        # Due, or abandoned: its worker's lease ran out.
+        (IS_QUEUED & NOT_HELD_BACK) | (IS_RUNNING & (JOBS.c.lease_expires_at < func.now())),
+    )
     .values(
         status=JobStatus.RUNNING,
         worker=bindparam("claimant"),
@@ -79,13 +81,11 @@ def claim_job(
     return Claim(job=Job(**values), stored_through=latest)
 
 
+# The claim's `started_at` is its token: the same process may claim the same job again later
+# (after a requeue), and a heartbeat left over from the earlier claim must not renew the new one.
 _RENEW = (
     update(JOBS)
-    .where(
-        JOBS.c.id == bindparam("job_id"),
-        held_by(bindparam("holder")),
-        JOBS.c.started_at == bindparam("claimed_at"),
-    )
+    .where(_HELD, JOBS.c.started_at == bindparam("claimed_at"))
     .values(
         # Never past the attempt's hard bound: a hung worker is presumed dead after
         # JOB_LEASE_SECONDS however faithfully its heartbeat thread keeps beating.
@@ -125,6 +125,33 @@ def renew_lease(
     return expires
 
 
+# One more attempt of job :job_id, counted only while :holder holds it; returns the job's id
+# and symbol. A CTE, so that the audit's insert of the call about to be made selects from it:
+# attempt and audit are one statement, one round trip (`shared.domain.audit.start_call`).
+ATTEMPT = (
+    update(JOBS)
+    .where(_HELD)
+    .values(attempts=JOBS.c.attempts + 1)
+    .returning(JOBS.c.id, JOBS.c.symbol)
+    .cte("attempt")
+)
+
+_REQUEUE = (
+    update(JOBS)
+    .where(_HELD)
+    .values(
+        status=JobStatus.QUEUED,
+        not_before=bindparam("wait_until"),
+        worker=None,
+        lease_expires_at=None,
+        dispatched_at=None,
+        detail=bindparam("requeue_detail"),
+        attempts=JOBS.c.attempts - bindparam("refund", type_=Integer),
+    )
+    .returning(*JOBS.c)
+)
+
+
 def requeue_job(
     session: Session,
     job_id: uuid.UUID,
@@ -133,73 +160,59 @@ def requeue_job(
     not_before: datetime | None,
     detail: str | None = None,
     refund_attempt: bool = False,
-    outputsize: OutputSize | None = None,
 ) -> Job | None:
     """Give the job back to the queue until `not_before` (rate limit, backoff)."""
-    values: dict[str, Any] = {
-        "status": JobStatus.QUEUED,
-        "not_before": not_before,
-        "worker": None,
-        "lease_expires_at": None,
-        "dispatched_at": None,
-        "detail": detail,
-    }
-    if refund_attempt:
-        values["attempts"] = JOBS.c.attempts - 1
-    if outputsize is not None:
-        values["outputsize"] = outputsize
-    return transition(session.connection(), job_id, held_by(worker), **values)
-
-
-_SUCCEED = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"), held_by(bindparam("holder")))
-    .values(
-        status=JobStatus.SUCCEEDED,
-        finished_at=func.now(),
-        rows_written=bindparam("written"),
-        detail=bindparam("outcome_detail"),
-        not_before=None,
-        lease_expires_at=None,
-        error_code=None,
-        error_message=None,
+    result = session.connection().execute(
+        _REQUEUE,
+        {
+            "job_id": job_id,
+            "holder": worker,
+            "wait_until": not_before,
+            "requeue_detail": detail,
+            "refund": 1 if refund_attempt else 0,
+        },
     )
-    .returning(*JOBS.c)
+    return job_or_none(result)
+
+
+def _finish(status: JobStatus, **values: Any) -> Update:
+    """The held job ends in `status` now (PostgreSQL's clock), with `values` besides."""
+    return (
+        update(JOBS)
+        .where(_HELD)
+        .values(
+            status=status, finished_at=func.now(), not_before=None, lease_expires_at=None, **values
+        )
+        .returning(*JOBS.c)
+    )
+
+
+_SUCCEED = _finish(
+    JobStatus.SUCCEEDED,
+    rows_written=bindparam("written"),
+    detail=bindparam("outcome_detail"),
+    error_code=None,
+    error_message=None,
 )
+_FAIL = _finish(JobStatus.FAILED, error_code=bindparam("code"), error_message=bindparam("message"))
 
 
 def succeed_job(
     session: Session, job_id: uuid.UUID, *, worker: str, rows_written: int, detail: str | None
 ) -> Job | None:
     """Mark the job done; None when this worker no longer holds it (then roll back)."""
-    row = (
-        session.connection()
-        .execute(
-            _SUCCEED,
-            {
-                "job_id": job_id,
-                "holder": worker,
-                "written": rows_written,
-                "outcome_detail": detail,
-            },
-        )
-        .one_or_none()
+    result = session.connection().execute(
+        _SUCCEED,
+        {"job_id": job_id, "holder": worker, "written": rows_written, "outcome_detail": detail},
     )
-    return None if row is None else job_from_row(row)
+    return job_or_none(result)
 
 
 def fail_job(
     session: Session, job_id: uuid.UUID, *, worker: str, code: str, message: str
 ) -> Job | None:
     """Mark the job failed with a contract error code and a redacted message."""
-    return transition(
-        session.connection(),
-        job_id,
-        held_by(worker),
-        status=JobStatus.FAILED,
-        finished_at=func.now(),
-        error_code=code,
-        error_message=message,
-        not_before=None,
-        lease_expires_at=None,
+    result = session.connection().execute(
+        _FAIL, {"job_id": job_id, "holder": worker, "code": code, "message": message}
     )
+    return job_or_none(result)

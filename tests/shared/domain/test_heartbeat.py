@@ -8,24 +8,16 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
 from shared.core.db import autocommit_connection
 from shared.core.models import Job
 from shared.domain.heartbeat import LeaseTerms, heartbeat
-from shared.domain.jobs.lifecycle import claim_job, renew_lease
+from shared.domain.jobs.lifecycle import claim_job
 from tests.reliability.harness import create_jobs
 from tests.support import wait_until
 
 TERMS = LeaseTerms(window=timedelta(seconds=1.5), hard_bound=timedelta(seconds=300))
 WORKER = "host:1"
-
-
-@pytest.fixture
-def engine(session: Session) -> Engine:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    return engine
 
 
 def _claim(job_id: uuid.UUID, worker: str = WORKER, terms: LeaseTerms = TERMS) -> Job:
@@ -41,18 +33,6 @@ def _lease(engine: Engine, job_id: uuid.UUID) -> datetime:
             text("SELECT lease_expires_at FROM jobs WHERE id = :id"), {"id": job_id}
         ).scalar_one()
     return lease
-
-
-def _renew(job: Job, *, worker: str = WORKER, claimed_at: datetime | None = None) -> object:
-    with autocommit_connection() as connection:
-        return renew_lease(
-            connection,
-            job.id,
-            worker=worker,
-            claimed_at=claimed_at or job.started_at or datetime.min,
-            window=TERMS.window,
-            hard_bound=TERMS.hard_bound,
-        )
 
 
 def test_heartbeat_renews_during_the_block_and_never_after(engine: Engine) -> None:
@@ -80,30 +60,6 @@ def test_heartbeat_renews_during_the_block_and_never_after(engine: Engine) -> No
             what="three renewals of the running job",
         )
         assert _lease(engine, ended_id) == stopped_at
-
-
-def test_renewal_needs_the_same_worker_and_the_same_claim(engine: Engine) -> None:
-    [job_id] = create_jobs(engine, ["CLAIMED"])
-    job = _claim(job_id)
-    assert _renew(job, worker="other:2") is None
-    assert _renew(job, claimed_at=datetime(2000, 1, 1).astimezone()) is None
-    assert isinstance(_renew(job), datetime)
-
-
-def test_renewal_never_extends_past_the_hard_bound(engine: Engine) -> None:
-    [job_id] = create_jobs(engine, ["BOUNDED"])
-    job = _claim(job_id)
-    assert job.started_at is not None
-    with autocommit_connection() as connection:
-        expires = renew_lease(
-            connection,
-            job_id,
-            worker=WORKER,
-            claimed_at=job.started_at,
-            window=timedelta(hours=1),
-            hard_bound=timedelta(seconds=20),
-        )
-    assert expires == job.started_at + timedelta(seconds=20)
 
 
 def test_heartbeat_stops_once_another_worker_took_the_job(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlmodel import Session
 
+from shared.core.db import get_engine
 from shared.core.market_calendar import last_completed_trading_day, trading_days
 from shared.core.models import Job, utcnow
 from shared.core.rate_windows import parse_rate_limits
@@ -33,7 +35,7 @@ from shared.upstream.factory import (
 )
 from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
-from tests.support import FAKE_API_KEY, bar
+from tests.support import FAKE_API_KEY, bar, wait_for_redis_time, wait_until
 
 DAY = 86_400
 
@@ -61,6 +63,11 @@ def make_upstream(
 @pytest.fixture
 def free_tier(sandbox: SandboxHandle, redis_client: redis.Redis[bytes]) -> Iterator[Upstream]:
     yield from make_upstream(sandbox, redis_client, "1/second,25/day")
+
+
+@pytest.fixture
+def per_second(sandbox: SandboxHandle, redis_client: redis.Redis[bytes]) -> Iterator[Upstream]:
+    yield from make_upstream(sandbox, redis_client, "1/second")
 
 
 @pytest.fixture
@@ -217,3 +224,32 @@ def test_full_history_asked_only_for_a_gap_over_100_trading_days(
 
     assert run(job, generous, full_history=True).outcome is Outcome.SUCCEEDED
     assert calls(sandbox, "GAP") == [(expected, "ok")]
+
+
+def test_a_worker_stalled_past_its_window_makes_no_call_with_the_lapsed_token(
+    session: Session, sandbox: SandboxHandle, redis_client: redis.Redis[bytes], per_second: Upstream
+) -> None:
+    upstream = per_second
+    job = new_job(session, "XSTALL")
+    # Another transaction blocks inserts into the audit log: the worker stalls between the grant
+    # and the send (in the statement that counts the attempt), as on a saturated machine.
+    with get_engine().connect() as blocker:
+        blocker.execute(text("LOCK TABLE api_calls IN SHARE MODE"))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            running = pool.submit(run, job, upstream)
+            wait_until(lambda: upstream.limiter.status().windows[0].used, timeout=30, what="grant")
+            granted_at = upstream.limiter.status().at
+            wait_for_redis_time(redis_client, granted_at + 1 + LIMITER_MARGIN_SECONDS)
+            assert upstream.limiter.acquire().granted  # another call takes the freed place
+            blocker.rollback()
+            result = running.result(timeout=30)
+
+    assert result.outcome is Outcome.REQUEUED
+    assert calls(sandbox, "XSTALL") == []
+    stalled = get_job(session, job.id)
+    assert stalled is not None
+    assert (stalled.status, stalled.attempts) == ("queued", 0)
+    assert stalled.detail is not None
+    assert "lapsed" in stalled.detail
+    audit = session.execute(text("SELECT count(*) FROM api_calls WHERE symbol = 'XSTALL'"))
+    assert audit.scalar_one() == 0  # no call was made, so none is audited

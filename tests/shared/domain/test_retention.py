@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
 import redis
 from sqlalchemy import text
 from sqlmodel import Session
@@ -119,15 +117,8 @@ def test_retention_deletes_exactly_the_rows_past_the_window_and_keeps_totals(
     assert (again.jobs, again.api_calls) == (0, 0)
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    connection: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
 def test_calls_the_limiter_still_needs_survive_and_a_reseeded_limiter_stays_within_limits(
-    session: Session, client: redis.Redis[bytes]
+    session: Session, redis_client: redis.Redis[bytes]
 ) -> None:
     limits = "3/hour,2/minute"
     # Asked to keep calls a few minutes only: the hour window needs them longer.
@@ -152,7 +143,7 @@ def test_calls_the_limiter_still_needs_survive_and_a_reseeded_limiter_stays_with
             return recent_call_times(history_session, within=longest)
 
     prefix = f"test:retention:{uuid.uuid4().hex}"
-    limiter = RedisRateLimiter(client, windows, history=history, key_prefix=prefix)
+    limiter = RedisRateLimiter(redis_client, windows, history=history, key_prefix=prefix)
     try:
         assert limiter.ensure_initialized()
         status = limiter.status()
@@ -160,8 +151,8 @@ def test_calls_the_limiter_still_needs_survive_and_a_reseeded_limiter_stays_with
         assert [w.used for w in status.windows] == [3, 1]
         assert not limiter.acquire().granted
     finally:
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
+        for key in redis_client.scan_iter(match=f"{prefix}:*"):
+            redis_client.delete(key)
 
 
 def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(

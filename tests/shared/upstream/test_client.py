@@ -1,4 +1,4 @@
-"""AlphaVantage client and parser against a canned server on loopback: classification, secrecy."""
+"""The AlphaVantage client against a canned server on loopback: the call, errors, secrecy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,68 +25,33 @@ from shared.upstream.errors import (
     AlphaVantageError,
     BadApiKey,
     BadResponse,
-    BurstLimited,
-    DailyQuotaExceeded,
-    DemoKeyRejected,
     InvalidSymbol,
     MalformedRow,
-    PlanRateLimited,
-    PremiumEndpoint,
-    PremiumOutputSize,
-    RateLimited,
-    SymbolMismatch,
-    UnsupportedFunction,
     UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from shared.upstream.parser import DailyBar, parse_daily_payload
-
-KEY = "SECRETKEY-TEST-1234"
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "alphavantage"
-
-BURST = (
-    "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more "
-    "sparingly (1 request per second). You may subscribe to any of the premium plans at "
-    "https://www.alphavantage.co/premium/ to lift the free key rate limit (25 requests per day), "
-    "raise the per-second burst limit, and instantly unlock all premium endpoints"
+from shared.upstream.parser import DailyBar
+from tests.shared.upstream.payloads import (
+    BAD_KEY,
+    BAD_RESPONSE,
+    BURST_LIMITED,
+    DAILY_QUOTA,
+    DEMO_KEY,
+    ECHOED_KEY,
+    INLINE_CASES,
+    INVALID_SYMBOL,
+    KEY,
+    NO_FUNCTION,
+    PLAN_LIMITED,
+    PREMIUM_FUNCTION,
+    PREMIUM_SIZE,
+    RATE_LIMITED,
+    check,
+    row,
+    series_payload,
 )
-DAILY = (
-    "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please "
-    "subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly "
-    "remove all daily rate limits."
-)
-ECHOED_KEY = (
-    f"We have detected your API key as {KEY} and our standard API rate limit is 25 requests per "
-    "day. Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
-    "instantly remove all daily rate limits."
-)
-PREMIUM_ENDPOINT = (
-    "Thank you for using Alpha Vantage! This is a premium endpoint. You may subscribe to any of "
-    "the premium plans at https://www.alphavantage.co/premium/ to instantly unlock all premium "
-    "endpoints"
-)
-PREMIUM_FULL = (
-    "Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature "
-    "for the TIME_SERIES_DAILY endpoint. You may subscribe to any of the premium plans at "
-    "https://www.alphavantage.co/premium/ to instantly unlock all premium features"
-)
-PLAN_LIMIT = (
-    "Thank you for using Alpha Vantage! Please contact premium@alphavantage.co if you are "
-    "targeting a higher API call volume."
-)
-LEGACY_NOTE = (
-    "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and "
-    "500 calls per day. Please visit https://www.alphavantage.co/premium/ if you would like to "
-    "target a higher API call frequency."
-)
-DEMO = (
-    "The **demo** API key is for demo purposes only. Please claim your free API key at "
-    "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings."
-)
-
-
-# --- A canned AlphaVantage on loopback --------------------------------------------------------
+from tests.support import ALPHAVANTAGE_FIXTURES as FIXTURES
 
 
 @dataclass
@@ -208,38 +172,6 @@ def assert_one_log_line(caplog: pytest.LogCaptureFixture, *parts: str) -> None:
     assert len(lines) == 1
     for part in ("symbol='IBM'", "outputsize=", "elapsed_ms=", *parts):
         assert part in lines[0]
-
-
-def series_payload(rows: dict[str, dict[str, str]], symbol: str = "IBM") -> dict[str, Any]:
-    return {
-        "Meta Data": {
-            "1. Information": "Daily Prices (open, high, low, close) and Volumes",
-            "2. Symbol": symbol,
-            "3. Last Refreshed": max(rows, default="2024-06-18"),
-            "4. Output Size": "Compact",
-            "5. Time Zone": "US/Eastern",
-        },
-        "Time Series (Daily)": rows,
-    }
-
-
-def row(
-    open_: str = "10.00",
-    high: str = "12.5",
-    low: str = "9.5",
-    close: str = "11",
-    volume: str = "100",
-) -> dict[str, str]:
-    return {
-        "1. open": open_,
-        "2. high": high,
-        "3. low": low,
-        "4. close": close,
-        "5. volume": volume,
-    }
-
-
-# --- Happy paths ------------------------------------------------------------------------------
 
 
 def test_fetch_daily_inline_payload_parses_exact_decimals_ascending(
@@ -367,138 +299,6 @@ def test_fetch_daily_full_fixture_parses_all_rows(
     assert series.output_size == "full"
 
 
-def test_parse_daily_payload_full_fixture_keeps_every_day() -> None:
-    payload = json.loads((FIXTURES / "TIME_SERIES_DAILY_IBM_full_2021-06-02.json").read_bytes())
-
-    series = parse_daily_payload("IBM", payload)
-
-    assert len(series.bars) == 5431
-
-
-@pytest.mark.parametrize(
-    ("name", "symbol", "rows", "last_refreshed"),
-    [
-        ("TIME_SERIES_DAILY_TSCO.LON_compact.json", "TSCO.LON", 100, "2021-06-02"),
-        ("TIME_SERIES_DAILY_AAPL_compact_truncated_2020-09-04.json", "AAPL", 5, "2020-09-04"),
-        ("TIME_SERIES_DAILY_IBM_truncated_2020-05-08.json", "IBM", 2, "2020-05-08 14:07:03"),
-    ],
-)
-def test_parse_daily_payload_other_fixtures_parse(
-    name: str, symbol: str, rows: int, last_refreshed: str
-) -> None:
-    series = parse_daily_payload(symbol, json.loads((FIXTURES / name).read_bytes()))
-
-    assert len(series.bars) == rows
-    assert series.last_refreshed == last_refreshed
-    assert all(bar.low <= bar.high for bar in series.bars)
-
-
-# --- Error payloads ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Expect:
-    """The exception a canned answer must produce."""
-
-    kind: type[AlphaVantageError]
-    code: str
-    retryable: bool
-    retry_after: float | None = None
-
-
-INVALID_SYMBOL = Expect(InvalidSymbol, "invalid_symbol", False)
-BAD_KEY = Expect(BadApiKey, "bad_api_key", False)
-DEMO_KEY = Expect(DemoKeyRejected, "bad_api_key", False)
-PREMIUM_FUNCTION = Expect(PremiumEndpoint, "premium_required", False)
-PREMIUM_SIZE = Expect(PremiumOutputSize, "premium_required", False)
-BURST_LIMITED = Expect(BurstLimited, "rate_limited", True, 2.0)
-DAILY_QUOTA = Expect(DailyQuotaExceeded, "rate_limited", True, None)
-PLAN_LIMITED = Expect(PlanRateLimited, "rate_limited", True, 60.0)
-RATE_LIMITED = Expect(RateLimited, "rate_limited", True, 60.0)
-BAD_RESPONSE = Expect(BadResponse, "bad_response", True)
-NO_FUNCTION = Expect(UnsupportedFunction, "bad_response", False)
-
-INLINE_CASES: dict[str, tuple[object, Expect]] = {
-    "invalid_symbol": (
-        {"Error Message": "Invalid API call. Please retry or visit the documentation."},
-        INVALID_SYMBOL,
-    ),
-    "unknown_error_message": ({"Error Message": "Something else went wrong."}, INVALID_SYMBOL),
-    "missing_key": (
-        {"Error Message": "the parameter apikey is invalid or missing. Please claim one."},
-        BAD_KEY,
-    ),
-    "function_missing": (
-        {"Error Message": "This API function (TIME_SERIES_INTRAAY) does not exist."},
-        NO_FUNCTION,
-    ),
-    "demo_key": ({"Information": DEMO}, DEMO_KEY),
-    "demo_key_2026": (
-        {"Information": "The **demo** API key is for demo purposes only. Please claim your key."},
-        DEMO_KEY,
-    ),
-    "premium_endpoint": ({"Information": PREMIUM_ENDPOINT}, PREMIUM_FUNCTION),
-    "premium_outputsize": ({"Information": PREMIUM_FULL}, PREMIUM_SIZE),
-    "burst": ({"Information": BURST}, BURST_LIMITED),
-    "burst_short_wording": (
-        {"Information": "Please consider spreading out your free API requests more sparingly."},
-        BURST_LIMITED,
-    ),
-    "daily": ({"Information": DAILY}, DAILY_QUOTA),
-    "daily_shouting": ({"Information": DAILY.upper()}, DAILY_QUOTA),
-    "daily_echoes_key": ({"Information": ECHOED_KEY}, DAILY_QUOTA),
-    "plan_limit": ({"Information": PLAN_LIMIT}, PLAN_LIMITED),
-    "legacy_note": ({"Note": LEGACY_NOTE}, RATE_LIMITED),
-    "legacy_text_under_information": ({"Information": LEGACY_NOTE}, RATE_LIMITED),
-    "bare_key_in_unknown_information": (
-        {"Information": f"Requests from key {KEY} are being reviewed."},
-        RATE_LIMITED,
-    ),
-    "unknown_information": ({"Information": "Our servers are very busy right now."}, RATE_LIMITED),
-    "error_beats_series": (
-        {**series_payload({"2024-06-18": row()}), "Information": DAILY},
-        DAILY_QUOTA,
-    ),
-    "empty_object": ({}, BAD_RESPONSE),
-    "json_list": ([], BAD_RESPONSE),
-    "json_string": ('"hello"', BAD_RESPONSE),
-    "global_quote_shape": ({"Global Quote": {}}, BAD_RESPONSE),
-    "meta_without_series": ({"Meta Data": {"2. Symbol": "IBM"}}, BAD_RESPONSE),
-    "empty_series": (series_payload({}), BAD_RESPONSE),
-    "series_without_meta": ({"Time Series (Daily)": {"2024-06-18": row()}}, BAD_RESPONSE),
-    "unknown_output_size": (
-        {
-            **series_payload({"2024-06-18": row()}),
-            "Meta Data": {"2. Symbol": "IBM", "3. Last Refreshed": "x", "4. Output Size": "?"},
-        },
-        BAD_RESPONSE,
-    ),
-    "symbol_mismatch": (
-        series_payload({"2024-06-18": row()}, symbol="MSFT"),
-        Expect(SymbolMismatch, "bad_response", False),
-    ),
-    "malformed_row": (
-        series_payload({"2024-06-18": row(), "2023-02-30": row()}),
-        Expect(MalformedRow, "bad_response", False),
-    ),
-    "truncated_json": ('{"Meta Data": {"2. Symbol": "IBM", "3. Last', BAD_RESPONSE),
-    "html": ("<html><body><h1>Service temporarily down</h1></body></html>", BAD_RESPONSE),
-    "empty_body": ("", BAD_RESPONSE),
-    "invalid_utf8": (b"\xff\xfe\xfa{", BAD_RESPONSE),
-}
-
-
-def check(error: AlphaVantageError, expect: Expect) -> None:
-    assert type(error) is expect.kind
-    assert error.code == expect.code
-    assert error.retryable is expect.retryable
-    if isinstance(error, RateLimited):
-        assert error.retry_after == expect.retry_after
-    assert error.symbol == "IBM"
-    assert str(error) == error.message
-    assert error.message.strip()
-
-
 @pytest.mark.parametrize("case", INLINE_CASES)
 def test_fetch_daily_inline_error_payload_is_classified(
     case: str,
@@ -514,22 +314,6 @@ def test_fetch_daily_inline_error_payload_is_classified(
     check(error, expect)
     assert_key_absent(error, logs)
     assert_one_log_line(logs, f"outcome={expect.kind.__name__}", f"code={expect.code}")
-
-
-# Raw bodies (str/bytes) only make sense over HTTP; the rest are decoded JSON values.
-DECODED_CASES = {
-    name: case for name, case in INLINE_CASES.items() if not isinstance(case[0], str | bytes)
-}
-
-
-@pytest.mark.parametrize("case", DECODED_CASES)
-def test_parse_daily_payload_inline_error_payload_is_classified(case: str) -> None:
-    body, expect = DECODED_CASES[case]
-
-    with pytest.raises(AlphaVantageError) as info:
-        parse_daily_payload("IBM", body)
-
-    check(info.value, expect)
 
 
 FIXTURE_CASES = {
@@ -587,9 +371,6 @@ def test_fetch_daily_long_upstream_text_is_truncated(
 
     assert type(error) is InvalidSymbol
     assert len(error.message) < 400
-
-
-# --- HTTP and transport failures --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [503, 500, 403, 429])
@@ -683,53 +464,6 @@ def test_fetch_daily_html_body_names_content_type(
     assert type(error) is BadResponse
     assert "non-JSON" in error.message
     assert "text/html" in error.message
-
-
-# --- Malformed rows ---------------------------------------------------------------------------
-
-MALFORMED_ROWS: dict[str, tuple[str, object, str]] = {
-    "missing_field": (
-        "2024-06-18",
-        {k: v for k, v in row().items() if k != "4. close"},
-        "4. close",
-    ),
-    "non_numeric_price": ("2024-06-18", row(open_="abc"), "not a number"),
-    "nan_price": ("2024-06-18", row(close="NaN"), "not finite"),
-    "infinite_price": ("2024-06-18", row(high="Infinity"), "not finite"),
-    "negative_price": ("2024-06-18", row(low="-1.5"), "negative"),
-    "exponent_price": ("2024-06-18", row(open_="1e2"), "not a plain decimal"),
-    "padded_price": ("2024-06-18", row(open_=" 10"), "not a plain decimal"),
-    "numeric_json_price": ("2024-06-18", {**row(), "1. open": 10.5}, "not a string"),
-    "negative_volume": ("2024-06-18", row(volume="-10"), "negative"),
-    "fractional_volume": ("2024-06-18", row(volume="10.5"), "not a whole number"),
-    "exponent_volume": ("2024-06-18", row(volume="1e3"), "not a whole number"),
-    "huge_volume": ("2024-06-18", row(volume="9" * 20), "too large"),
-    "impossible_date": ("2023-02-30", row(), "does not exist"),
-    "slashed_date": ("2023/02/01", row(), "not YYYY-MM-DD"),
-    "compact_date": ("20230201", row(), "not YYYY-MM-DD"),
-    "high_below_low": ("2024-06-18", row(high="9", low="10"), "below low"),
-    "row_not_object": ("2024-06-18", ["10", "12"], "not an object"),
-}
-
-
-@pytest.mark.parametrize("case", MALFORMED_ROWS)
-def test_parse_daily_payload_malformed_row_rejects_payload(case: str) -> None:
-    day, bad_row, problem = MALFORMED_ROWS[case]
-    rows: dict[str, Any] = {"2024-06-20": row(), day: bad_row, "2024-06-21": row()}
-
-    with pytest.raises(MalformedRow) as info:
-        parse_daily_payload("IBM", series_payload(rows))
-
-    error = info.value
-    assert (error.code, error.retryable, error.symbol, error.date) == (
-        "bad_response",
-        False,
-        "IBM",
-        day,
-    )
-    assert "IBM" in error.message
-    assert day in error.message
-    assert problem in error.message
 
 
 def test_fetch_daily_malformed_row_names_symbol_and_date(

@@ -15,7 +15,7 @@ import redis
 
 from shared.core.rate_windows import RateWindow, parse_rate_limits
 from shared.upstream.ratelimit import RedisRateLimiter
-from tests.support import max_in_sliding_interval
+from tests.support import max_in_sliding_interval, redis_now, wait_for_redis_time
 
 MakeLimiter = Callable[..., RedisRateLimiter]
 
@@ -38,11 +38,6 @@ def make_limiter(redis_client: "redis.Redis[bytes]", key_prefix: str) -> MakeLim
         return RedisRateLimiter(redis_client, windows, history=history, key_prefix=key_prefix)
 
     return make
-
-
-def redis_now(client: "redis.Redis[Any]") -> float:
-    seconds, micros = client.time()
-    return float(seconds + micros / 1_000_000)
 
 
 def assert_frees_at(limiter: RedisRateLimiter, frees_at: float) -> None:
@@ -191,6 +186,61 @@ def test_acquire_cost_id_recorded_in_log(
     members = redis_client.zrange(f"{key_prefix}:w:60", 0, -1)
     assert len(members) == 2
     assert all(m.endswith(b":job-42") for m in members)
+
+
+# ---------------------------------------------------------------------------------- confirm
+
+
+def test_confirm_moves_the_token_to_the_send_so_the_window_counts_from_there(
+    make_limiter: MakeLimiter, redis_client: "redis.Redis[bytes]"
+) -> None:
+    limiter = make_limiter([RateWindow(1, 1)])
+    grant = limiter.acquire()
+    wait_for_redis_time(redis_client, grant.at + 0.5)  # a stall between grant and send
+
+    sent_at = limiter.confirm(grant)
+
+    assert sent_at is not None
+    assert sent_at >= grant.at + 0.5
+    # A full window after the send, not after the grant.
+    assert_frees_at(limiter, sent_at + 1)
+
+
+def test_confirm_refuses_a_token_whose_place_another_call_took(
+    make_limiter: MakeLimiter, redis_client: "redis.Redis[bytes]", key_prefix: str
+) -> None:
+    limiter = make_limiter([RateWindow(1, 1), RateWindow(5, 60)])
+    stalled = limiter.acquire(cost_id="stalled")
+    wait_for_redis_time(redis_client, stalled.at + 1)
+    other = limiter.acquire(cost_id="other")  # the stalled token has left the 1 s window
+    assert other.granted
+
+    assert limiter.confirm(stalled) is None
+
+    # The void token is gone from the minute window too: the budget holds only the real call.
+    assert limiter.status().windows[1].used == 1
+    assert redis_client.zrange(f"{key_prefix}:w:60", 0, -1) == [str(other.token).encode()]
+    assert limiter.confirm(other) is not None
+
+
+def test_confirm_refuses_a_token_lost_with_redis_data(
+    make_limiter: MakeLimiter, redis_client: "redis.Redis[bytes]", key_prefix: str
+) -> None:
+    limiter = make_limiter([RateWindow(5, 60)])
+    grant = limiter.acquire()
+    redis_client.delete(*redis_client.scan_iter(match=f"{key_prefix}:*"))
+
+    assert limiter.confirm(grant) is None
+
+
+def test_confirm_needs_a_granted_token(make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter([RateWindow(1, 60)])
+    limiter.acquire()
+    denied = limiter.acquire()
+
+    assert not denied.granted
+    with pytest.raises(ValueError, match="granted token"):
+        limiter.confirm(denied)
 
 
 # ------------------------------------------------------------------------------ concurrency

@@ -17,12 +17,6 @@ from shared.domain.queue import QUEUE
 from tests.support import API_TOKEN, FAKE_API_KEY
 
 
-@pytest.fixture
-def empty_queue(redis_client: redis.Redis, session: Session) -> redis.Redis:  # type: ignore[type-arg]
-    redis_client.delete(QUEUE)
-    return redis_client
-
-
 def _queued_messages(client: redis.Redis) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
 

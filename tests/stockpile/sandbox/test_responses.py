@@ -4,7 +4,6 @@ import json
 import re
 import statistics
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,8 +12,8 @@ import pytest
 from shared.core.market_calendar import last_completed_trading_day, trading_days
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle, running_sandbox
+from tests.support import ALPHAVANTAGE_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alphavantage"
 TODAY = date(2024, 7, 8)  # a Monday
 CONFIG = SandboxConfig(limits=None, today=TODAY, premium=True)
 ROW_KEYS = ["1. open", "2. high", "3. low", "4. close", "5. volume"]
@@ -62,7 +61,7 @@ def test_json_compact_meta_data_and_rows(http: httpx.Client) -> None:
 
 
 def test_json_layout_matches_recorded_alphavantage_text(http: httpx.Client) -> None:
-    recorded = FIXTURES / "TIME_SERIES_DAILY_IBM_compact.json"
+    recorded = ALPHAVANTAGE_FIXTURES / "TIME_SERIES_DAILY_IBM_compact.json"
 
     def skeleton(text: str) -> list[str]:
         text = re.sub(r"\d{4}-\d{2}-\d{2}", "DATE", text)
@@ -234,7 +233,7 @@ def test_real_clock_ends_at_last_completed_trading_day(
 
 
 def test_recorded_fixture_rows_have_same_keys(http: httpx.Client) -> None:
-    recorded = FIXTURES / "TIME_SERIES_DAILY_IBM_full_2021-06-02.json"
+    recorded = ALPHAVANTAGE_FIXTURES / "TIME_SERIES_DAILY_IBM_full_2021-06-02.json"
     real = json.loads(recorded.read_text())
     ours = daily(http, outputsize="full").json()
     assert list(ours["Meta Data"]) == list(real["Meta Data"])

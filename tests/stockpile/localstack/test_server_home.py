@@ -18,9 +18,9 @@ import pytest
 
 from stockpile.localstack import ServerStartError, postgres_server, start_postgres
 from stockpile.localstack.server_home import SERVER_HOME
-from tests.stockpile.clusters import remove_linked_clusters
+from tests.stockpile.localstack.support import execute, remove_linked_clusters
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the server runs as pgserver)")
 pytestmark = pytest.mark.e2e  # each test starts servers of its own
@@ -101,7 +101,7 @@ def test_a_deleted_data_folder_gets_a_fresh_cluster_as_root(tmp_path: Path) -> N
     import sqlalchemy as sa
 
     with start_postgres(tmp_path / "pg", persistent=True) as server:
-        _execute(server.url, "CREATE TABLE left_behind ()")
+        execute(server.url, "CREATE TABLE left_behind ()")
     (tmp_path / "pg" / "pgdata").unlink()  # what `rm -rf .stockpile` does to the link
 
     try:
@@ -141,12 +141,3 @@ def test_a_server_home_that_cannot_be_created_fails_with_one_clear_line(tmp_path
     message = str(caught.value)
     assert "\n" not in message
     assert str(blocker / "stockpile") in message
-
-
-def _execute(url: str, sql: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(sql))
-    engine.dispose()

@@ -21,12 +21,6 @@ from shared.domain.tracking import mark_failed, mark_refreshed, track
 from tests.support import API_TOKEN, bar, history
 
 
-@pytest.fixture
-def empty_queue(redis_client: redis.Redis, session: Session) -> redis.Redis:  # type: ignore[type-arg]
-    redis_client.delete(QUEUE)
-    return redis_client
-
-
 def _queued_job_ids(client: redis.Redis) -> list[str]:  # type: ignore[type-arg]
     ids: list[str] = []
     for raw in client.lrange(QUEUE, 0, -1):

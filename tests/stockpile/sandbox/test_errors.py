@@ -3,7 +3,6 @@
 import json
 import time
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from stockpile.sandbox import messages
 from stockpile.sandbox.config import SandboxConfig
 from stockpile.sandbox.server import SandboxHandle
+from tests.support import ALPHAVANTAGE_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alphavantage"
 CONFIG = SandboxConfig(limits=None, today=date(2024, 7, 8), slow_seconds=0.4)
 DAILY = "TIME_SERIES_DAILY"
 
@@ -22,7 +21,7 @@ def call(http: httpx.Client, **params: str) -> httpx.Response:
 
 
 def recorded(name: str) -> dict[str, str]:
-    path = FIXTURES / name
+    path = ALPHAVANTAGE_FIXTURES / name
     body: dict[str, str] = json.loads(path.read_text())
     return body
 
