@@ -1,10 +1,11 @@
 """Listing pages (shared/domain/price_pages.py) equal the plain LIMIT/OFFSET query's, byte for byte.
 
-A symbol's deep pages start from its monthly day counts (migration 0004) rather than walking
-every key before them, and a symbol's count with dates comes from the monthly sums: both are
-checked against `ORDER BY date, symbol LIMIT .. OFFSET ..` and `count(*)` over financial_data
-itself, through the API's read pool (its generic plans), for random filters, limits and offsets
-(past the end too), on days with gaps, and after writes that change, delete and move days.
+A first page reads its rows straight from the index, a later one by its keys, a symbol's deep
+page starts from its monthly day counts (migration 0004) and a symbol's count over a long range
+comes from the monthly sums: all are checked against `ORDER BY date, symbol LIMIT .. OFFSET ..`
+and `count(*)` over financial_data itself, through the API's read pool (its generic plans), for
+random filters, limits and offsets (past the end too), on days with gaps, and after writes that
+change, delete and move days.
 """
 
 from __future__ import annotations
@@ -25,16 +26,8 @@ from api.read_pool import ReadPool
 from shared.domain import price_pages
 from shared.domain.price_pages import PricePage, price_page
 from shared.domain.prices import PriceFilter, price_text, upsert_prices
-from tests.shared.domain.test_price_statistics import (
-    FIRST_DAY,
-    LAST_DAY,
-    SYMBOLS,
-    apply_write,
-    bars,
-    date_ranges,
-    weekdays,
-    write,
-)
+from tests.shared.domain.prices_data import FIRST_DAY, SYMBOLS, apply_write, date_ranges, write
+from tests.support import history
 
 # The listing as the contract defines it, every filter optional (NULL: not set).
 PLAIN_PAGE_SQL = f"""
@@ -79,7 +72,9 @@ def pages(database_url: str) -> Iterator[Pages]:
     pages.close()
 
 
-@pytest.fixture(params=["as configured", "always by month", "never by month"])
+# Each test over stored data runs three times: with the thresholds as configured, and with
+# every page and count forced by month, or never.
+@pytest.fixture(autouse=True, params=["as configured", "always by month", "never by month"])
 def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Where pages jump and counts add up by month: the test data (600-odd days a symbol) is
     too short for the configured offset, so each path is also forced."""
@@ -88,17 +83,6 @@ def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setattr(price_pages, "JUMP_FROM_OFFSET", at)
         monkeypatch.setattr(price_pages, "SUM_FROM_DAYS", at)
     return str(request.param)
-
-
-@pytest.fixture
-def stored(session: Session, thresholds: str) -> Session:
-    """Each symbol on most weekdays of 2019-11..2022-02 (a few missing), random prices."""
-    rng = random.Random(160)
-    for symbol in SYMBOLS:
-        days = [d for d in weekdays(FIRST_DAY, LAST_DAY) if rng.random() > 0.05]
-        upsert_prices(session, symbol, bars(rng, days))
-    session.commit()
-    return session
 
 
 def assert_same_page(pages: Pages, filters: PriceFilter, limit: int, offset: int) -> None:
@@ -200,3 +184,30 @@ def test_the_read_pool_plans_each_statement_once(database_url: str) -> None:
             await pool.close()
 
     assert asyncio.run(settings_and_plans()) == ("force_generic_plan", 0)
+
+
+def test_page_count_matches_with_and_without_dates(session: Session, pages: Pages) -> None:
+    upsert_prices(session, "IBM", history(40))
+    upsert_prices(session, "AAPL", history(25))
+    session.commit()
+    everything = pages.page(PriceFilter(), 10, 60)
+    assert everything.count == 65
+    assert [(row[0], row[1]) for row in everything.rows] == [
+        ("IBM", day) for day in [bar.date for bar in history(40)][35:]
+    ]
+    ibm = pages.page(PriceFilter(symbol="IBM"), 5, 0)
+    assert ibm.count == 40
+    assert len(ibm.rows) == 5
+    ranged = PriceFilter(symbol="AAPL", start_date=dt.date(2000, 1, 10))
+    assert pages.page(ranged, 5, 0).count == 25 - 5
+    both_ends = PriceFilter(start_date=dt.date(2000, 1, 10), end_date=dt.date(2000, 1, 14))
+    assert pages.page(both_ends, 3, 0).count == 2 * 5
+    unknown = pages.page(PriceFilter(symbol="MSFT"), 5, 0)
+    assert (unknown.count, unknown.rows) == (0, [])
+
+
+def test_page_past_the_end_is_empty_with_the_true_count(session: Session, pages: Pages) -> None:
+    upsert_prices(session, "IBM", history(7))
+    session.commit()
+    past = pages.page(PriceFilter(symbol="IBM"), 5, 10)
+    assert (past.count, past.rows) == (7, [])
