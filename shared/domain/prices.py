@@ -8,7 +8,6 @@ listing, the export and `stockpile export` show them alike and COPY can stream t
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -172,47 +171,50 @@ class PriceStatistics:
     average_volume: int
 
 
-@dataclass(frozen=True, slots=True)
-class MonthSplit:
-    """A date range as whole calendar months (first days, inclusive) and the days outside them
-    at its two edges (inclusive bounds); a part that is empty is NOTHING."""
-
-    months: tuple[dt.date, dt.date]
-    head: tuple[dt.date, dt.date]
-    tail: tuple[dt.date, dt.date]
-
+# Inclusive first and last days.
+DateRange = tuple[dt.date, dt.date]
 
 # An empty part: no date lies between these two. Real dates rather than NULLs keep the
 # statement's generic plan (a NULL bound is folded away by a custom plan, planned every time).
 NOTHING = (dt.date.max, dt.date.min)
 
+# Every statistics request splits its range, so the month arithmetic is date +/- timedelta
+# from this table, and the split a plain tuple: date(), replace(), calendar.monthrange() and a
+# dataclass or NamedTuple cost several times more (docs/benchmarks.md, "API CPU per request").
+_DAYS = tuple(dt.timedelta(days=n) for n in range(33))
+_ONE_DAY = _DAYS[1]
+_LAST_DAY = dt.date.max
 
-def split_by_month(start: dt.date, end: dt.date) -> MonthSplit:
-    """`start`..`end` cut into the whole months it covers and the partial months at its edges."""
+
+def split_by_month(start: dt.date, end: dt.date) -> tuple[DateRange, DateRange, DateRange]:
+    """`start`..`end` cut into the whole months it covers (first days, inclusive) and the days
+    of the partial months at its two edges: (months, head, tail); an empty part is NOTHING."""
+    ends_month = end == _LAST_DAY or (end + _ONE_DAY).day == 1
     try:
         first = start if start.day == 1 else _month_after(start)
-        last = end.replace(day=1) if _ends_month(end) else _month_before(end)
-    except ValueError:  # a month before year 1 or after 9999: no whole month there
+        last = _month_start(end) if ends_month else _month_before(end)
+    except OverflowError:  # a month before year 1 or after 9999: no whole month there
         first, last = end, start
     if first > last:
-        return MonthSplit(months=NOTHING, head=(start, end), tail=NOTHING)
-    return MonthSplit(
-        months=(first, last),
-        head=(start, first - dt.timedelta(days=1)) if first > start else NOTHING,
-        tail=NOTHING if _ends_month(end) else (end.replace(day=1), end),
+        return NOTHING, (start, end), NOTHING
+    return (
+        (first, last),
+        (start, first - _ONE_DAY) if first > start else NOTHING,
+        NOTHING if ends_month else (_month_start(end), end),
     )
 
 
+def _month_start(day: dt.date) -> dt.date:
+    return day - _DAYS[day.day - 1]
+
+
 def _month_after(day: dt.date) -> dt.date:
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    # Day "32" of a month is day 1 to 4 of the next one.
+    return _month_start(day + _DAYS[32 - day.day])
 
 
 def _month_before(day: dt.date) -> dt.date:
-    return dt.date(day.year - (day.month == 1), (day.month - 2) % 12 + 1, 1)
-
-
-def _ends_month(day: dt.date) -> bool:
-    return day.day == calendar.monthrange(day.year, day.month)[1]
+    return _month_start(_month_start(day) - _ONE_DAY)
 
 
 # A symbol's days in a range: the whole months from their sums (migration 0004: exact, kept in
@@ -260,9 +262,9 @@ async def price_statistics(
     fetch: Fetch, symbol: str, start_date: dt.date, end_date: dt.date
 ) -> PriceStatistics | None:
     """Averages of `symbol` between the dates (inclusive), or None when no day is stored."""
-    split = split_by_month(start_date, end_date)
+    months, head, tail = split_by_month(start_date, end_date)
     days, average_open, average_close, average_volume = (
-        await fetch(_STATISTICS_SQL, symbol, *split.months, *split.head, *split.tail)
+        await fetch(_STATISTICS_SQL, symbol, *months, *head, *tail)
     )[0]
     if not days:
         return None

@@ -194,4 +194,4 @@ def test_split_by_month(
         )
 
     split = split_by_month(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
-    assert (split.months, split.head, split.tail) == (dates(months), dates(head), dates(tail))
+    assert split == (dates(months), dates(head), dates(tail))
