@@ -1,18 +1,25 @@
 """Price data for the domain tests of prices: random bars on weekdays, date ranges, and writes
-that change stored days (hypothesis strategies and their effect on a session)."""
+that change stored days (hypothesis strategies and their effect on a session); and the API's read
+pool for synchronous tests."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
+from collections.abc import Coroutine
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.read_pool import ReadPool
 from shared.domain.prices import upsert_prices
 from shared.upstream.parser import DailyBar
+
+T = TypeVar("T")
 
 SYMBOLS = ("IBM", "AAPL", "BRK.B")
 FIRST_DAY, LAST_DAY = dt.date(2019, 11, 1), dt.date(2022, 2, 28)
@@ -109,3 +116,19 @@ def apply_write(
             {"s": symbol, "t": rng.choice(SYMBOLS), "a": first, "b": last},
         )
     session.commit()
+
+
+class BlockingReads:
+    """The API's read pool (its generic plans) on its own event loop, for the synchronous
+    hypothesis tests."""
+
+    def __init__(self, database_url: str) -> None:
+        self._runner = asyncio.Runner()
+        self.pool = ReadPool(lambda: database_url)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coroutine)
+
+    def close(self) -> None:
+        self._runner.run(self.pool.close())
+        self._runner.close()

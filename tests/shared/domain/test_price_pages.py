@@ -10,7 +10,6 @@ change, delete and move days.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import random
@@ -22,11 +21,17 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from api.read_pool import ReadPool
 from shared.domain import price_pages
 from shared.domain.price_pages import PricePage, price_page
 from shared.domain.prices import PriceFilter, price_text, upsert_prices
-from tests.shared.domain.prices_data import FIRST_DAY, SYMBOLS, apply_write, date_ranges, write
+from tests.shared.domain.prices_data import (
+    FIRST_DAY,
+    SYMBOLS,
+    BlockingReads,
+    apply_write,
+    date_ranges,
+    write,
+)
 from tests.support import history
 
 # The listing as the contract defines it, every filter optional (NULL: not set).
@@ -44,25 +49,17 @@ WHERE ($1::text IS NULL OR symbol = $1) AND ($2::date IS NULL OR date >= $2)
 """
 
 
-class Pages:
-    """The API's read pool on its own event loop, for the synchronous hypothesis tests."""
-
-    def __init__(self, database_url: str) -> None:
-        self._runner = asyncio.Runner()
-        self._pool = ReadPool(lambda: database_url)
+class Pages(BlockingReads):
+    """The listing through the API's read pool, and the plain query's answer to compare with."""
 
     def page(self, filters: PriceFilter, limit: int, offset: int) -> PricePage:
-        return self._runner.run(price_page(self._pool.fetch, filters, limit=limit, offset=offset))
+        return self.run(price_page(self.pool.fetch, filters, limit=limit, offset=offset))
 
     def plain(self, filters: PriceFilter, limit: int, offset: int) -> PricePage:
         bounds = (filters.symbol, filters.start_date, filters.end_date)
-        rows = self._runner.run(self._pool.fetch(PLAIN_PAGE_SQL, *bounds, limit, offset))
-        count = self._runner.run(self._pool.fetch(PLAIN_COUNT_SQL, *bounds))[0][0]
+        rows = self.run(self.pool.fetch(PLAIN_PAGE_SQL, *bounds, limit, offset))
+        count = self.run(self.pool.fetch(PLAIN_COUNT_SQL, *bounds))[0][0]
         return PricePage(count=count, rows=[tuple(row) for row in rows])
-
-    def close(self) -> None:
-        self._runner.run(self._pool.close())
-        self._runner.close()
 
 
 @pytest.fixture
@@ -171,19 +168,15 @@ def test_pages_starting_at_every_month_edge(stored: Session, pages: Pages) -> No
                 assert_same_page(pages, PriceFilter(symbol, start), 3, offset)
 
 
-def test_the_read_pool_plans_each_statement_once(database_url: str) -> None:
+def test_the_read_pool_plans_each_statement_once(pages: Pages) -> None:
     async def settings_and_plans() -> tuple[str, int]:
-        pool = ReadPool(lambda: database_url)
-        try:
-            for page in range(3):
-                await price_page(pool.fetch, PriceFilter("IBM"), limit=5, offset=5 * page)
-            mode = (await pool.fetch("SHOW plan_cache_mode"))[0][0]
-            custom = await pool.fetch("SELECT sum(custom_plans) FROM pg_prepared_statements")
-            return str(mode), int(custom[0][0] or 0)
-        finally:
-            await pool.close()
+        for page in range(3):
+            await price_page(pages.pool.fetch, PriceFilter("IBM"), limit=5, offset=5 * page)
+        mode = (await pages.pool.fetch("SHOW plan_cache_mode"))[0][0]
+        custom = await pages.pool.fetch("SELECT sum(custom_plans) FROM pg_prepared_statements")
+        return str(mode), int(custom[0][0] or 0)
 
-    assert asyncio.run(settings_and_plans()) == ("force_generic_plan", 0)
+    assert pages.run(settings_and_plans()) == ("force_generic_plan", 0)
 
 
 def test_page_count_matches_with_and_without_dates(session: Session, pages: Pages) -> None:

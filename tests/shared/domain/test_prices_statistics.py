@@ -7,19 +7,16 @@ checked against `round(avg(...))` over financial_data itself, digit for digit.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import random
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.core.db import asyncpg_dsn
 from shared.domain.prices import (
     NOTHING,
     PriceStatistics,
@@ -30,6 +27,7 @@ from tests.shared.domain.prices_data import (
     FIRST_DAY,
     LAST_DAY,
     SYMBOLS,
+    BlockingReads,
     apply_write,
     date_ranges,
     write,
@@ -56,29 +54,18 @@ SELECT symbol, month, days, open_sum, close_sum, volume_sum FROM financial_data_
 """
 
 
-class Reader:
-    """One asyncpg connection on its own event loop, for the synchronous hypothesis tests."""
-
-    def __init__(self, database_url: str) -> None:
-        self._runner = asyncio.Runner()
-        self._connection: asyncpg.Connection = self._runner.run(
-            asyncpg.connect(asyncpg_dsn(database_url))
-        )
+class Reader(BlockingReads):
+    """Statistics through the API's read pool, and the plain aggregate to compare with."""
 
     def statistics(self, symbol: str, start: dt.date, end: dt.date) -> PriceStatistics | None:
-        return self._runner.run(price_statistics(self._connection.fetch, symbol, start, end))
+        return self.run(price_statistics(self.pool.fetch, symbol, start, end))
 
     def plain(self, symbol: str, start: dt.date, end: dt.date) -> PriceStatistics | None:
-        row = self._runner.run(self._connection.fetchrow(PLAIN_SQL, symbol, start, end))
-        assert row is not None
+        [row] = self.run(self.pool.fetch(PLAIN_SQL, symbol, start, end))
         days, open_, close, volume = row
         if days == 0:
             return None
         return PriceStatistics(days, open_, close, int(volume))
-
-    def close(self) -> None:
-        self._runner.run(self._connection.close())
-        self._runner.close()
 
 
 @pytest.fixture
