@@ -1,4 +1,5 @@
-"""The compose rules of `./run lint` on the real file, and on copies that break each one."""
+"""The compose rules of `./run lint` on the real file, and on copies that break each one; what
+the resolved file runs by default."""
 
 from __future__ import annotations
 
@@ -97,3 +98,18 @@ def test_durations_are_read_as_compose_writes_them() -> None:
     assert seconds(None, 30) == 30
     with pytest.raises(ValueError, match="not a duration"):
         seconds("5 seconds", 0)
+
+
+def test_beat_schedules_retention_and_the_worker_keeps_its_default_windows(
+    project: Project,
+) -> None:
+    # The beat of worker.celery_app schedules retention unconditionally
+    # (tests/worker/test_retention_e2e.py runs it); left out of `.env`, the windows and the
+    # interval reach both processes empty, which Settings reads as "use the default".
+    services = project["services"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "worker.celery_app", "beat"]
+    assert services["worker"]["command"][:4] == ["celery", "-A", "worker.celery_app", "worker"]
+    for name in ("beat", "worker"):
+        environment = services[name]["environment"]
+        for key in ("JOB_RETENTION_DAYS", "API_CALL_RETENTION_DAYS", "RETENTION_INTERVAL_SECONDS"):
+            assert environment[key] == "", (name, key)
