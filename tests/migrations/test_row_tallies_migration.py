@@ -1,4 +1,5 @@
-"""Migration 0005 on a database that already holds jobs and calls: the tallies start exact."""
+"""Migration 0005: on a database that already holds jobs and calls the tallies start exact, and
+its job triggers stay off the heartbeat's path (`UPDATE OF status` only)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+from sqlmodel import Session
 
 from stockpile.migrations import alembic_config
 
@@ -78,3 +80,24 @@ def test_0005_counts_existing_rows_and_downgrades_cleanly(scratch_url: str) -> N
         assert tallies(engine) == {("api_calls", "ok"): 3}
     finally:
         engine.dispose()
+
+
+def test_every_update_trigger_on_jobs_is_update_of_status(session: Session) -> None:
+    """The heartbeat's renewals set `lease_expires_at` alone (every 5 s per running job): no
+    trigger may fire for them, not even one whose WHEN clause would then skip its work."""
+    triggers = session.execute(
+        text(
+            """
+            SELECT t.tgname, (t.tgtype & 16) <> 0 AS on_update,
+                   array(SELECT a.attname FROM unnest(t.tgattr) AS k(attnum)
+                         JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = k.attnum
+                         ORDER BY a.attname) AS columns
+            FROM pg_trigger t
+            WHERE t.tgrelid = 'jobs'::regclass AND NOT t.tgisinternal
+            ORDER BY t.tgname
+            """
+        )
+    ).all()
+    assert "jobs_tally_insert" in {name for name, _, _ in triggers}  # the table's triggers
+    on_update = [(name, list(columns)) for name, update, columns in triggers if update]
+    assert on_update == [("jobs_tally_move", ["status"])]
