@@ -44,9 +44,14 @@ def beat_log() -> Iterator[io.StringIO]:
     attach_broker_outage_filter()
     attach_broker_outage_filter()  # configured twice (worker and beat both log in): one filter
     logger.addHandler(handler)
+    # Warnings and errors only, whatever an earlier test of this process set: beat's INFO line
+    # "Sending due task" is not what these tests are about.
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
         yield output
     finally:
+        logger.setLevel(level)
         logger.removeHandler(handler)
         for added in [f for f in logger.filters if isinstance(f, BrokerOutageFilter)]:
             logger.removeFilter(added)
