@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,3 +81,14 @@ def running_worker(
             yield process
         finally:
             process.stop()
+
+
+def checkout_label(source: Path) -> str:
+    """A checkout's short commit hash (its directory's name if git cannot tell)."""
+    done = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else source.name

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import logging
 import statistics
-import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from api.routes import prices
 from bench.dataset import DataSet
 from bench.loadgen import Throughput, run_http_load
 from bench.memory import RssSampler, process_tree_cpu
-from bench.processes import Process, running_api
+from bench.processes import Process, checkout_label, running_api
 from bench.profile import API_PARTS, sampling
 from bench.sqlbaseline import CapturingReadPool, Statement, run_sql_load
 from bench.stack import Stack
@@ -316,17 +315,6 @@ def _read_case(
             for label, _, _ in earlier
         },
     )
-
-
-def checkout_label(source: Path) -> str:
-    """A checkout's short commit hash (its directory's name if git cannot tell)."""
-    done = subprocess.run(
-        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() if done.returncode == 0 else source.name
 
 
 def combine(slices: list[Throughput]) -> Throughput:

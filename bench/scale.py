@@ -27,13 +27,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, text
 
-from bench.processes import running_api
+from bench.processes import checkout_label, running_api
 from bench.quota import (
     SANDBOX_TODAY,
     fleet,
@@ -306,6 +306,8 @@ def render(
     """The Markdown table for docs/benchmarks.md."""
     jobs = symbols * days
     lines = [
+        f"Run on {datetime.now(UTC):%Y-%m-%d} with the code of commit"
+        f" {checkout_label(DOCS.parents[1])}.",
         f"Machine: {machine()}; load average (1 min) when the loaded database was measured:"
         f" {load:.2f}, before the fleet ran: {fill.load:.2f} (the machine is shared).",
         f"Loaded: {symbols:,} tracked symbols, {symbols * PRICE_DAYS:,} price rows, {jobs:,}"

@@ -7,8 +7,14 @@ per broken rule (exit status 1), so that they hold without a Docker engine to tr
   services running it share, so `docker compose build` builds it once;
 - every health check gives its first answer within FIRST_ANSWER_SECONDS of the start (its first
   run, `start_interval` during `start_period`, plus its timeout), so `up --wait` is not held;
-- a service that listens on a `--port` declares it (`expose:`);
+  that includes each Dockerfile's HEALTHCHECK, which a service without its own inherits;
+- a service advertises exactly the ports it listens on (`--port` of its command): it declares
+  them (`expose:`), and neither it nor its image's EXPOSE names another (an image shared by
+  services listening on different ports, or on none, must leave ports to them);
 - Celery workers run without gossip and mingle (gossip logs a traceback on broker reconnects).
+
+A service's command and health check are its own, or else its image's (CMD, HEALTHCHECK) when
+compose builds that image.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stockpile.devstack.processes import QUIET_WORKER_OPTIONS
@@ -40,14 +48,93 @@ def seconds(duration: str | None, default: float) -> float:
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Dockerfile:
+    """What a Dockerfile's final stage gives every container of its image."""
+
+    name: str
+    command: list[str] = field(default_factory=list)  # CMD, exec form
+    exposed: list[str] = field(default_factory=list)  # EXPOSE
+    healthcheck: dict[str, Any] | None = None  # HEALTHCHECK, as compose spells its options
+
+    @classmethod
+    def read(cls, path: Path) -> Dockerfile:
+        """The CMD, EXPOSE and HEALTHCHECK of the file's last stage (the image compose runs)."""
+        command: list[str] = []
+        exposed: list[str] = []
+        healthcheck: dict[str, Any] | None = None
+        for instruction, arguments in _instructions(path.read_text()):
+            if instruction == "FROM":
+                command, exposed, healthcheck = [], [], None
+            elif instruction == "CMD":
+                command = _exec_form(arguments)
+            elif instruction == "EXPOSE":
+                exposed += [port.split("/")[0] for port in arguments.split()]
+            elif instruction == "HEALTHCHECK":
+                healthcheck = _healthcheck_options(arguments)
+        return cls(path.name, command, exposed, healthcheck)
+
+
+def _instructions(text: str) -> Iterator[tuple[str, str]]:
+    """(INSTRUCTION, its arguments) per instruction, continuation lines joined, comments gone."""
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # a comment or blank line inside a continuation does not end it
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instruction, _, arguments = (pending + line).partition(" ")
+        pending = ""
+        yield instruction.upper(), arguments.strip()
+
+
+def _exec_form(arguments: str) -> list[str]:
+    if arguments.startswith("["):
+        parsed: list[str] = json.loads(arguments)
+        return parsed
+    return ["/bin/sh", "-c", arguments]
+
+
+def _healthcheck_options(arguments: str) -> dict[str, Any] | None:
+    words = arguments.split()
+    if words[:1] == ["NONE"]:
+        return None
+    options: dict[str, Any] = {}
+    for word in words:
+        if not word.startswith("--"):
+            break  # CMD and its command follow the options
+        key, _, value = word.removeprefix("--").partition("=")
+        options[key.replace("-", "_")] = value
+    return options
+
+
 def problems(project: dict[str, Any]) -> Iterator[str]:
     """Every rule the resolved compose project breaks, one sentence each."""
     services: dict[str, dict[str, Any]] = project.get("services", {})
     yield from _image_problems(services)
+    images = _built_images(services)
+    for dockerfile in sorted(images.values(), key=lambda d: d.name):
+        yield from _health_problems(dockerfile.name, dockerfile.healthcheck)
     for name, service in sorted(services.items()):
-        yield from _health_problems(name, service.get("healthcheck"))
-        yield from _port_problems(name, service)
-        yield from _worker_problems(name, service)
+        image = images.get(service.get("image", ""))
+        command: list[str] = service.get("command") or (image.command if image else [])
+        check = service.get("healthcheck", image.healthcheck if image else None)
+        yield from _health_problems(name, check)
+        yield from _port_problems(name, service, command, image)
+        yield from _worker_problems(name, command)
+
+
+def _built_images(services: dict[str, dict[str, Any]]) -> dict[str, Dockerfile]:
+    """The Dockerfile of every image compose builds, by the image's name."""
+    images: dict[str, Dockerfile] = {}
+    for service in services.values():
+        build, image = service.get("build"), service.get("image")
+        if build is not None and image:
+            path = Path(build.get("context", ".")) / build.get("dockerfile", "Dockerfile")
+            images[image] = Dockerfile.read(path)
+    return images
 
 
 def _image_problems(services: dict[str, dict[str, Any]]) -> Iterator[str]:
@@ -101,15 +188,21 @@ def _listening_ports(command: list[str]) -> Iterator[str]:
             yield argument.removeprefix("--port=")
 
 
-def _port_problems(name: str, service: dict[str, Any]) -> Iterator[str]:
-    exposed = {str(port) for port in service.get("expose") or []}
-    for port in _listening_ports(service.get("command") or []):
-        if port not in exposed:
-            yield f"{name}: listens on port {port} but does not declare it (`expose:`)"
+def _port_problems(
+    name: str, service: dict[str, Any], command: list[str], image: Dockerfile | None
+) -> Iterator[str]:
+    declared = {str(port) for port in service.get("expose") or []}
+    listening = set(_listening_ports(command))
+    for port in sorted(listening - declared):
+        yield f"{name}: listens on port {port} but does not declare it (`expose:`)"
+    advertised = declared | set(image.exposed if image else [])
+    for port in sorted(advertised - listening):
+        where = f"EXPOSE in {image.name}" if image and port in image.exposed else "expose:"
+        listens_on = ", ".join(sorted(listening)) or "none"
+        yield f"{name}: advertises port {port} ({where}) but listens on {listens_on}"
 
 
-def _worker_problems(name: str, service: dict[str, Any]) -> Iterator[str]:
-    command = service.get("command") or []
+def _worker_problems(name: str, command: list[str]) -> Iterator[str]:
     if "celery" in command and "worker" in command:
         missing = [option for option in QUIET_WORKER_OPTIONS if option not in command]
         if missing:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+from sqlalchemy import text
+from sqlmodel import Session
 
 from shared.upstream.parser import DailyBar
 
@@ -86,3 +89,38 @@ def max_in_sliding_interval(times: Sequence[float], seconds: float) -> int:
             first += 1
         most = max(most, last - first + 1)
     return most
+
+
+def insert_aged_job(
+    session: Session, status: str, *, created_days: float, finished_days: float | None
+) -> str:
+    """A job row created (and finished) that many days ago by PostgreSQL's clock; its id."""
+    job_id = str(uuid.uuid4())
+    session.execute(
+        text(
+            "INSERT INTO jobs (id, symbol, status, source, attempts, created_at, finished_at)"
+            " VALUES (:id, :symbol, :status, 'api', 1, now() - make_interval(secs => :created),"
+            " now() - make_interval(secs => :finished))"
+        ),
+        {
+            "id": job_id,
+            "symbol": f"R{job_id[:6]}".upper(),
+            "status": status,
+            "created": created_days * 86400,
+            "finished": None if finished_days is None else finished_days * 86400,
+        },
+    )
+    return job_id
+
+
+def insert_aged_call(session: Session, *, seconds_ago: float, outcome: str = "ok") -> int:
+    """An audited call made that long ago by PostgreSQL's clock; its id."""
+    call_id: int = session.execute(
+        text(
+            "INSERT INTO api_calls (called_at, symbol, outputsize, outcome)"
+            " VALUES (now() - make_interval(secs => :ago), 'IBM', 'compact', :outcome)"
+            " RETURNING id"
+        ),
+        {"ago": seconds_ago, "outcome": outcome},
+    ).scalar_one()
+    return call_id

@@ -22,6 +22,7 @@ from shared.domain.queue import (
     TASK_DISPATCH_DUE_JOBS,
     TASK_ENQUEUE_DUE_REFRESHES,
 )
+from worker.beat_log import attach_broker_outage_filter
 
 settings = get_settings()
 
@@ -30,6 +31,8 @@ settings = get_settings()
 def _configure_logging(**_: Any) -> None:
     # Connecting this signal stops Celery from installing its own, unredacted handlers.
     configure_logging(settings)
+    # Beat's ticks missed while the broker is down: one warning each, not a traceback.
+    attach_broker_outage_filter()
 
 
 # A task must finish well within the lease, or a second worker could claim the same job.

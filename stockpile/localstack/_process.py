@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import pwd
@@ -91,11 +93,30 @@ def unprivileged_user() -> RunAs | None:
     """Return the account to run PostgreSQL as when we are root (created if missing), else None."""
     if os.geteuid() != 0:
         return None
-    try:
-        entry = pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        entry = _create_user(SERVER_USER)
+    entry = system_account(SERVER_USER)
     return RunAs(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+# useradd is not safe to run twice at once: two concurrent runs both rewrite /etc/passwd, and
+# one account's entry is lost while a process already uses its uid. The test suite's workers
+# all start PostgreSQL at once, so on a fresh machine they would race to create the account.
+# /run is writable by root only, so nobody else can plant or hold this file.
+ACCOUNT_LOCK = Path("/run/stockpile-account.lock")
+
+
+def system_account(name: str, *, lock: Path = ACCOUNT_LOCK) -> pwd.struct_passwd:
+    """Return the system account `name`, created once (under `lock`) if it does not exist."""
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    try:
+        held = lock.open("a")
+    except OSError:  # no /run (a bare container): nothing to serialize on
+        return _create_user(name)
+    with held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)  # created by another process while we waited
+        return _create_user(name)
 
 
 def _create_user(name: str) -> pwd.struct_passwd:

@@ -53,6 +53,7 @@ def watched(browser: Browser, api_url: str) -> Iterator[Watched]:
     record = Watched(page=page, origin=api_url)
 
     def on_console(message: ConsoleMessage) -> None:
+        record.console_messages.append(message.text)
         if message.type == "error":
             record.console_errors.append(message.text)
 

@@ -24,10 +24,11 @@ def chromium_path() -> str | None:
 
 @dataclass
 class Watched:
-    """A page and what it did: console errors, failed requests, every URL it asked for."""
+    """A page and what it did: its console, failed requests, every URL it asked for."""
 
     page: Page
     origin: str
+    console_messages: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     request_urls: list[str] = field(default_factory=list)

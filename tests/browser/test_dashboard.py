@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from playwright.sync_api import Response
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.redis_clients import get_limiter
+from shared.core.settings import get_settings
 from shared.domain.prices import upsert_prices
+from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
 from tests.browser.support import INSTALL_HINT, Watched, chromium_path
 from tests.support import API_TOKEN, history
@@ -87,13 +92,20 @@ def refresh(watched: Watched, symbol: str) -> str:
 def test_page_loads_clean_with_every_panel_and_only_its_own_origin(
     watched: Watched, api: httpx.Client, session: Session
 ) -> None:
+    store(session, "IBM", 300)
     store(session, "MSFT", 300)
     headers = open_dashboard(watched).headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
-    choose_symbol(watched, "MSFT")
     page = watched.page
+    # Opened as `./run dev` leaves it (IBM and AAPL tracked, IBM stored): IBM's chart first.
+    page.wait_for_function(
+        "() => document.getElementById('symbol-select').value === 'IBM'"
+        " && document.getElementById('chart').dataset.state === 'drawn'",
+        timeout=SLOW,
+    )
+    choose_symbol(watched, "MSFT")
     assert page.get_attribute("#chart", "data-state") == "drawn"
     tracked = page.eval_on_selector_all(
         "#symbols-table tbody tr", "rows => rows.map(r => r.dataset.symbol)"
@@ -176,6 +188,16 @@ def test_chart_shows_the_stored_bars_and_follows_symbol_and_range(
 
 
 def test_an_empty_symbol_says_so(watched: Watched, session: Session) -> None:
+    # A job for AAPL a moment ago: beat's check (every minute) leaves it alone during the test
+    # instead of storing prices for it.
+    session.execute(
+        text(
+            "INSERT INTO jobs (id, symbol, status, source, attempts, rows_written, finished_at)"
+            " VALUES (:id, 'AAPL', 'succeeded', 'api', 1, 0, now())"
+        ),
+        {"id": uuid.uuid4()},
+    )
+    session.commit()
     open_dashboard(watched)
     choose_symbol(watched, "AAPL")  # tracked, nothing stored
     assert watched.page.get_attribute("#chart", "data-state") == "empty"
@@ -233,7 +255,49 @@ def test_refresh_form_creates_a_job_that_goes_live_to_succeeded(
     assert page.context.cookies() == []
     assert page.evaluate("JSON.stringify(Object.assign({}, localStorage))").find(API_TOKEN) == -1
     assert page.input_value("#token-input") == ""
+    assert all(API_TOKEN not in message for message in watched.console_messages)
     assert page.evaluate("Object.values(sessionStorage)") == [API_TOKEN]
+
+
+@pytest.fixture
+def day_budget(
+    monkeypatch: pytest.MonkeyPatch,
+    sandbox: SandboxHandle,
+    redis_client: redis.Redis,  # type: ignore[type-arg]
+) -> Iterator[RedisRateLimiter]:
+    """The API's own limiter (same process) with a day window too; its state cleared after."""
+    monkeypatch.setenv("ALPHAVANTAGE_RATE_LIMITS", "50/second,500/day")
+    get_settings.cache_clear()
+    get_limiter.cache_clear()
+    yield get_limiter()
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    get_limiter.cache_clear()
+    # A cooldown left behind would hold up the module's beat and worker in later tests.
+    for key in redis_client.scan_iter("stockpile:*"):
+        redis_client.delete(key)
+
+
+def test_budget_panel_shows_what_the_api_says_a_used_up_window_and_the_cooldown(
+    watched: Watched, api: httpx.Client, session: Session, day_budget: RedisRateLimiter
+) -> None:
+    reason = "AlphaVantage asked us to slow down: <b>Thank you</b>"
+    day_budget.exhaust(day_budget.windows[1], "upstream said the day is used up")
+    day_budget.cooldown(600, reason)
+    open_dashboard(watched)
+    page = watched.page
+    budget = api.get("/api/budget").json()["data"]
+    day = budget["windows"][1]
+    assert day["used"] == 500
+    assert day["next_free_at"] is not None
+    page.wait_for_selector('#budget-windows li[data-seconds="86400"][data-used="500"]')
+    shown = page.text_content('#budget-windows li[data-seconds="86400"]') or ""
+    assert "500 / 500 per day" in shown
+    assert f"next call at {day['next_free_at'].replace('T', ' ').replace('Z', ' UTC')}" in shown
+    cooldown = page.text_content("#budget-cooldown") or ""
+    until = budget["cooldown"]["until"].replace("T", " ").replace("Z", " UTC")
+    assert cooldown == f"cooldown until {until}: {reason}"
+    assert page.eval_on_selector_all("#budget-cooldown b", "b => b.length") == 0
 
 
 def test_wrong_token_shows_the_401_and_creates_nothing(watched: Watched, session: Session) -> None:

@@ -1,4 +1,5 @@
-"""The compose rules of `./run lint` on the real file, and on copies that break each one."""
+"""The compose rules of `./run lint` on the real file, and on copies that break each one; what
+the resolved file runs by default."""
 
 from __future__ import annotations
 
@@ -67,6 +68,10 @@ def _hidden_port(project: Project) -> None:
     project["services"]["sandbox"]["expose"] = ["8000"]
 
 
+def _extra_port(project: Project) -> None:
+    project["services"]["sandbox"]["expose"] = ["8765", "8000"]
+
+
 def _gossiping_worker(project: Project) -> None:
     project["services"]["worker"]["command"].remove("--without-gossip")
 
@@ -78,6 +83,7 @@ def _gossiping_worker(project: Project) -> None:
         (_unnamed_image, "api: builds an image without naming it"),
         (_slow_first_check, "beat: the health check's first answer may come 70 s"),
         (_hidden_port, "sandbox: listens on port 8765 but does not declare it"),
+        (_extra_port, "sandbox: advertises port 8000 (expose:) but listens on 8765"),
         (_gossiping_worker, "worker: a Celery worker without --without-gossip"),
     ],
 )
@@ -90,6 +96,38 @@ def test_each_rule_catches_its_breakage(
     assert any(problem.startswith(expected) for problem in found), found
 
 
+def _build_from_copy(
+    project: Project, service: str, folder: Path, edit: Callable[[str], str]
+) -> None:
+    """Point `service`'s build at an edited copy of its Dockerfile in `folder`."""
+    build = project["services"][service]["build"]
+    original = Path(build["context"]) / build["dockerfile"]
+    (folder / original.name).write_text(edit(original.read_text()))
+    build["context"] = str(folder)
+
+
+def test_the_images_ports_and_health_checks_are_held_to_the_same_rules(
+    project: Project, tmp_path: Path
+) -> None:
+    broken = copy.deepcopy(project)
+    # The issue's sandbox: the API image advertised 8000 to every service running it.
+    _build_from_copy(broken, "api", tmp_path, lambda text: text + "EXPOSE 8000\n")
+    # Without start_interval the worker image's check first answers after 30 s + 10 s.
+    _build_from_copy(
+        broken, "worker", tmp_path, lambda text: text.replace(" --start-interval=5s", "")
+    )
+    del broken["services"]["flower"]["healthcheck"]  # then it inherits its image's
+    found = list(problems(broken))
+    for expected in (
+        "migrate: advertises port 8000 (EXPOSE in Dockerfile.api) but listens on none",
+        "sandbox: advertises port 8000 (EXPOSE in Dockerfile.api) but listens on 8765",
+        "Dockerfile.worker: the health check's first answer may come 40 s",
+        "flower: the health check's first answer may come 40 s",
+    ):
+        assert any(problem.startswith(expected) for problem in found), (expected, found)
+    assert not any(problem.startswith("api:") for problem in found), found  # it listens on 8000
+
+
 def test_durations_are_read_as_compose_writes_them() -> None:
     assert seconds("1m0s", 0) == 60
     assert seconds("1m30s", 0) == 90
@@ -97,3 +135,18 @@ def test_durations_are_read_as_compose_writes_them() -> None:
     assert seconds(None, 30) == 30
     with pytest.raises(ValueError, match="not a duration"):
         seconds("5 seconds", 0)
+
+
+def test_beat_schedules_retention_and_the_worker_keeps_its_default_windows(
+    project: Project,
+) -> None:
+    # The beat of worker.celery_app schedules retention unconditionally
+    # (tests/worker/test_retention_e2e.py runs it); left out of `.env`, the windows and the
+    # interval reach both processes empty, which Settings reads as "use the default".
+    services = project["services"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "worker.celery_app", "beat"]
+    assert services["worker"]["command"][:4] == ["celery", "-A", "worker.celery_app", "worker"]
+    for name in ("beat", "worker"):
+        environment = services[name]["environment"]
+        for key in ("JOB_RETENTION_DAYS", "API_CALL_RETENTION_DAYS", "RETENTION_INTERVAL_SECONDS"):
+            assert environment[key] == "", (name, key)

@@ -1,4 +1,5 @@
-"""Migration 0005 on a database that already holds jobs and calls: the tallies start exact."""
+"""Migration 0005: the tallies start exact on a database that already holds jobs and calls, and
+its update triggers watch the counted column only."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+from sqlmodel import Session
 
 from stockpile.migrations import alembic_config
 
@@ -78,3 +80,25 @@ def test_0005_counts_existing_rows_and_downgrades_cleanly(scratch_url: str) -> N
         assert tallies(engine) == {("api_calls", "ok"): 3}
     finally:
         engine.dispose()
+
+
+def test_update_triggers_of_the_counted_tables_fire_for_the_counted_column_only(
+    session: Session,
+) -> None:
+    # `UPDATE OF status`, not every UPDATE with a WHEN clause: a lease renewal (which sets
+    # lease_expires_at alone) must not even start a trigger.
+    rows = session.execute(
+        text(
+            "SELECT c.relname AS table_name, array("
+            "   SELECT a.attname FROM unnest(t.tgattr::int2[]) AS n(attnum)"
+            "   JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = n.attnum"
+            " ) AS columns"
+            " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND c.relname IN ('jobs', 'api_calls')"
+            "   AND t.tgtype & 16 <> 0"  # TRIGGER_TYPE_UPDATE
+        )
+    ).all()
+    assert sorted((row.table_name, row.columns) for row in rows) == [
+        ("api_calls", ["outcome"]),
+        ("jobs", ["status"]),
+    ]

@@ -8,6 +8,7 @@ not let the fleet spend calls the audit log says were already made.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -39,6 +40,13 @@ WINDOW_SECONDS = 30
 WINDOW_LIMIT = 5
 SEEDED_LOG = f"seeded 1 window(s) from {WINDOW_LIMIT} recent call(s)"
 CONNECTED_LOG = "Connected to redis://"
+# Beat's dispatch tick (every second here) while Redis is down: worker/beat_log.py.
+BEAT_OUTAGE_LOG = (
+    "WARNING celery.beat: beat: broker unreachable, dispatch-due-jobs not sent this tick"
+)
+DISPATCH_DONE = re.compile(r"Task stockpile\.dispatch_due_jobs\[[^\]]+\] succeeded")
+# A line of beat's log after its banner: one record, on one line, nothing above WARNING.
+BEAT_LINE = re.compile(r"\S+ \S+ (INFO|WARNING) [\w.]+: .*")
 
 
 @pytest.fixture
@@ -59,7 +67,7 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
     env = {"REDIS_URL": broker.url}
     total = 0
     with ExitStack() as stack:
-        worker, _ = enter_together(
+        worker, beat = enter_together(
             stack, celery_worker(env, name="broker-w"), celery_beat(env, name="broker-beat")
         )
         for wipe in (False, True):
@@ -67,11 +75,25 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
             create_jobs(engine, symbols)
             total += len(symbols)
             wait_until(lambda: _calls_in_flight(engine), timeout=60, what="calls in flight")
+            warned = beat.log().count(BEAT_OUTAGE_LOG)
             began = time.monotonic()
             broker.stop()
             time.sleep(OUTAGE_SECONDS)
+            wait_until(
+                lambda: beat.log().count(BEAT_OUTAGE_LOG) > warned,  # noqa: B023 (called at once)
+                timeout=30,
+                what="beat's warning of a missed tick",
+            )
+            restarted_at = len(worker.log())
             broker.start(wipe=wipe)
             rows = wait_all_finished(engine, total, timeout=120)
+            # Beat's schedule resumed: a dispatch tick sent after the restart ran on the worker
+            # (one sent before the stop expired after a second, so it cannot be this one).
+            wait_until(
+                lambda: DISPATCH_DONE.search(worker.log(), restarted_at),  # noqa: B023 (called at once)
+                timeout=30,
+                what="a dispatch tick sent after the restart",
+            )
             logger.info(
                 "broker outage (wipe=%s): %d jobs finished %.1f s after the stop",
                 wipe,
@@ -80,13 +102,23 @@ def test_every_job_finishes_across_broker_restarts_with_and_without_data(
             )
             assert worker.popen.poll() is None  # the worker reconnected; it never died
         log = worker.log()
+        beat_log = beat.log()
     assert [row.status for row in rows] == ["succeeded"] * total, rows
     assert len({row.symbol for row in rows}) == total
     assert price_row_counts(engine) == (total * ROWS_PER_JOB, total * ROWS_PER_JOB)
     assert "Connection to broker lost" in log
     # Workers run without gossip (`QUIET_WORKER_OPTIONS` of stockpile.devstack.processes, as in
-    # compose): the reconnection logs no "Error on restarting Gossip" traceback.
+    # compose): the reconnection logs no "Error on restarting Gossip" traceback, and no other
+    # traceback either (an operator reads one as a fault); the lost connection is one warning.
     assert "Gossip" not in log
+    assert "Traceback" not in log, log
+    # Beat says each tick it missed in one warning line (worker/beat_log.py), not Celery's
+    # "Message Error" with a stack and a traceback: nothing but single INFO/WARNING lines.
+    assert beat_log.count(BEAT_OUTAGE_LOG) >= 2, beat_log
+    lines = beat_log.splitlines()
+    records = lines[next(i for i, line in enumerate(lines) if "beat: Starting" in line) :]
+    assert [line for line in records if not BEAT_LINE.fullmatch(line)] == [], beat_log
+    assert "Traceback" not in beat_log, beat_log
 
 
 def test_rate_limit_holds_after_the_broker_restarts_without_its_data(

@@ -8,12 +8,17 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlmodel import Session
 
 from api.redis_clients import get_limiter, get_redis
 from shared.core.settings import get_settings
 from shared.domain.audit import calls_today_by_outcome
+from shared.domain.jobs.records import create_job
+from shared.domain.refresh import RunPolicy, run_job
+from shared.upstream.client import AlphaVantageClient
+from shared.upstream.factory import FullHistoryMemory, Upstream
 from shared.upstream.ratelimit import RedisRateLimiter
 from stockpile.sandbox.server import SandboxHandle
 from tests.support import API_TOKEN, FAKE_API_KEY
@@ -80,6 +85,36 @@ def test_budget_agrees_with_the_limiter_and_the_audit(
     assert second["next_free_at"] is None
     assert FAKE_API_KEY not in response.text
     assert API_TOKEN not in response.text
+
+
+def test_budget_agrees_with_the_limiter_and_the_audit_after_jobs_called_alphavantage(
+    api: httpx.Client, session: Session, limiter: RedisRateLimiter, sandbox: SandboxHandle
+) -> None:
+    """Three jobs run as a worker runs them, through this limiter, against the sandbox."""
+    sandbox.script_faults(["invalid_symbol"], symbol="NOPE")
+    upstream = Upstream(
+        client=AlphaVantageClient(
+            base_url=sandbox.base_url, api_key=SecretStr(FAKE_API_KEY), timeout=30
+        ),
+        limiter=limiter,
+        full_history=FullHistoryMemory(get_redis()),
+    )
+    policy = RunPolicy.from_settings(get_settings())
+    try:
+        for symbol in ("IBM", "MSFT", "NOPE"):
+            job = create_job(session, symbol).job
+            session.commit()
+            run_job(job.id, upstream=upstream, policy=policy, worker="test")
+    finally:
+        upstream.close()
+    assert [call.outcome for call in sandbox.stats().calls] == ["ok", "ok", "invalid_symbol"]
+
+    data = api.get("/api/budget").json()["data"]
+    audited = session.execute(text("SELECT outcome, count(*) FROM api_calls GROUP BY 1")).all()
+    assert data["calls_today"] == dict(audited) == {"ok": 2, "invalid_symbol": 1}
+    day = data["windows"][1]
+    assert day == {"limit": 500, "seconds": 86400, "used": 3, "next_free_at": None}
+    assert limiter.status().windows[1].used == 3
 
 
 def test_budget_shows_when_an_exhausted_window_frees_and_the_cooldown(

@@ -18,11 +18,13 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlmodel import Session
 
-from shared.core.db import get_engine
+from shared.core.db import autocommit_connection, get_engine
 from shared.core.market_calendar import last_completed_trading_day, trading_days
-from shared.core.models import Job, utcnow
+from shared.core.models import Job, JobErrorCode, OutputSize, utcnow
 from shared.core.rate_windows import parse_rate_limits
+from shared.domain.audit import start_call
 from shared.domain.heartbeat import LeaseTerms
+from shared.domain.jobs.lifecycle import claim_job
 from shared.domain.jobs.records import create_job, get_job
 from shared.domain.prices import upsert_prices
 from shared.domain.refresh import Outcome, RunPolicy, RunResult, run_job
@@ -253,3 +255,42 @@ def test_a_worker_stalled_past_its_window_makes_no_call_with_the_lapsed_token(
     assert "lapsed" in stalled.detail
     audit = session.execute(text("SELECT count(*) FROM api_calls WHERE symbol = 'XSTALL'"))
     assert audit.scalar_one() == 0  # no call was made, so none is audited
+
+
+def test_attempts_cut_short_by_deaths_count_and_the_cap_ends_the_job_without_a_call(
+    session: Session, sandbox: SandboxHandle, generous: Upstream
+) -> None:
+    job = new_job(session, "XDIES")
+    for death in range(3):  # `run`'s max_attempts: each worker dies in its call
+        worker = f"doomed:{death}"
+        with autocommit_connection() as connection:
+            claim = claim_job(connection, job.id, worker=worker, lease=timedelta(seconds=15))
+            assert claim is not None
+            assert claim.job.attempts == death
+            # The attempt and its call's audit row, as right before the request is sent.
+            call = start_call(
+                connection,
+                job_id=job.id,
+                worker=worker,
+                called_at=time.time(),
+                outputsize=OutputSize.COMPACT,
+            )
+            assert call is not None
+            # Then the process dies: no renewal, and its lease lapses.
+            connection.execute(
+                text("UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = :id"),
+                {"id": job.id},
+            )
+
+    result = run(job, generous)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.job is not None
+    assert (result.job.attempts, result.job.error_code) == (3, JobErrorCode.UPSTREAM_ERROR)
+    assert result.job.error_message == "Gave up after 3 attempts that never finished."
+    assert calls(sandbox, "XDIES") == []  # the capped job spends no more of the budget
+    audit = session.execute(
+        text("SELECT outcome, count(*) FROM api_calls WHERE job_id = :id GROUP BY outcome"),
+        {"id": job.id},
+    ).all()
+    assert [tuple(row) for row in audit] == [("pending", 3)]  # the dead calls still count

@@ -18,46 +18,12 @@ from shared.core.settings import Settings
 from shared.domain.audit import recent_call_times
 from shared.domain.jobs.lifecycle import claim_job, renew_lease
 from shared.domain.jobs.records import create_job
-from shared.domain.retention import apply_retention, call_retention
+from shared.domain.retention import RetentionReport, apply_retention, call_retention
 from shared.domain.tallies import JOBS, stored_jobs, tallies
 from shared.upstream.ratelimit import RedisRateLimiter
+from tests.support import insert_aged_call, insert_aged_job
 
 WINDOW = timedelta(days=90)
-
-
-def add_job(
-    session: Session, status: str, *, created_days: float, finished_days: float | None
-) -> str:
-    """A job row created (and finished) that many days ago by PostgreSQL's clock; its id."""
-    job_id = str(uuid.uuid4())
-    session.execute(
-        text(
-            "INSERT INTO jobs (id, symbol, status, source, attempts, created_at, finished_at)"
-            " VALUES (:id, :symbol, :status, 'api', 1, now() - make_interval(secs => :created),"
-            " now() - make_interval(secs => :finished))"
-        ),
-        {
-            "id": job_id,
-            "symbol": f"R{job_id[:6]}".upper(),
-            "status": status,
-            "created": created_days * 86400,
-            "finished": None if finished_days is None else finished_days * 86400,
-        },
-    )
-    return job_id
-
-
-def add_call(session: Session, *, seconds_ago: float, outcome: str = "ok") -> int:
-    """An audited call made that long ago by PostgreSQL's clock; its id."""
-    call_id: int = session.execute(
-        text(
-            "INSERT INTO api_calls (called_at, symbol, outputsize, outcome)"
-            " VALUES (now() - make_interval(secs => :ago), 'IBM', 'compact', :outcome)"
-            " RETURNING id"
-        ),
-        {"ago": seconds_ago, "outcome": outcome},
-    ).scalar_one()
-    return call_id
 
 
 def metric_lines(api: httpx.Client, *names: str) -> dict[str, float]:
@@ -72,21 +38,21 @@ def test_retention_deletes_exactly_the_rows_past_the_window_and_keeps_totals(
 ) -> None:
     day = 1.0
     past = [
-        add_job(session, "succeeded", created_days=120, finished_days=91),
-        add_job(session, "failed", created_days=95, finished_days=94),
-        add_job(session, "succeeded", created_days=91, finished_days=90 + day / 24),
+        insert_aged_job(session, "succeeded", created_days=120, finished_days=91),
+        insert_aged_job(session, "failed", created_days=95, finished_days=94),
+        insert_aged_job(session, "succeeded", created_days=91, finished_days=90 + day / 24),
     ]
     kept = [
         # Finished within the window, though created long before it.
-        add_job(session, "succeeded", created_days=100, finished_days=89),
-        add_job(session, "failed", created_days=1, finished_days=1),
+        insert_aged_job(session, "succeeded", created_days=100, finished_days=89),
+        insert_aged_job(session, "failed", created_days=1, finished_days=1),
         # In flight, however old: never touched.
-        add_job(session, "queued", created_days=400, finished_days=None),
-        add_job(session, "running", created_days=300, finished_days=None),
+        insert_aged_job(session, "queued", created_days=400, finished_days=None),
+        insert_aged_job(session, "running", created_days=300, finished_days=None),
     ]
-    old_calls = [add_call(session, seconds_ago=(90 + d) * 86400) for d in (0.01, 1, 200)]
-    old_calls.append(add_call(session, seconds_ago=91 * 86400, outcome="burst_limited"))
-    new_calls = [add_call(session, seconds_ago=s) for s in (89 * 86400, 3600, 1)]
+    old_calls = [insert_aged_call(session, seconds_ago=(90 + d) * 86400) for d in (0.01, 1, 200)]
+    old_calls.append(insert_aged_call(session, seconds_ago=91 * 86400, outcome="burst_limited"))
+    new_calls = [insert_aged_call(session, seconds_ago=s) for s in (89 * 86400, 3600, 1)]
     session.commit()
     totals = ("stockpile_jobs", "stockpile_alphavantage_calls")
     before = metric_lines(api, *totals)
@@ -110,7 +76,14 @@ def test_retention_deletes_exactly_the_rows_past_the_window_and_keeps_totals(
     }
     # The listing's count follows the rows.
     assert api.get("/jobs").json()["pagination"]["count"] == len(kept)
-    assert api.get(f"/jobs/{past[0]}").status_code == 404
+    # A deleted job's id answers exactly as an id that never existed (CONTRACT.md, Jobs).
+    gone = api.get(f"/jobs/{past[0]}")
+    assert gone.status_code == 404
+    assert gone.json() == {"data": None, "info": {"error": f"No job with id {past[0]}."}}
+    unknown_id = uuid.uuid4()
+    unknown = api.get(f"/jobs/{unknown_id}")
+    assert unknown.status_code == 404
+    assert unknown.json()["info"]["error"] == f"No job with id {unknown_id}."
     assert api.get(f"/jobs/{kept[0]}").status_code == 200
     # A second run finds nothing more.
     again = apply_retention(job_keep=WINDOW, call_keep=WINDOW, batch=2)
@@ -125,8 +98,8 @@ def test_calls_the_limiter_still_needs_survive_and_a_reseeded_limiter_stays_with
     settings = Settings(alphavantage_rate_limits=limits, api_call_retention_days=0.002)
     keep = call_retention(settings)
     assert keep >= timedelta(hours=1)
-    needed = [add_call(session, seconds_ago=s) for s in (3500, 1800, 30)]
-    gone = [add_call(session, seconds_ago=s) for s in (3 * 3600, 2 * 86400)]
+    needed = [insert_aged_call(session, seconds_ago=s) for s in (3500, 1800, 30)]
+    gone = [insert_aged_call(session, seconds_ago=s) for s in (3 * 3600, 2 * 86400)]
     session.commit()
 
     report = apply_retention(job_keep=WINDOW, call_keep=keep)
@@ -155,18 +128,34 @@ def test_calls_the_limiter_still_needs_survive_and_a_reseeded_limiter_stays_with
             redis_client.delete(key)
 
 
+def tallies_match_rows() -> bool:
+    """Whether, in one snapshot, the tallied jobs by status are the rows by status."""
+    with get_engine().connect() as conn:
+        snapshot = conn.execution_options(isolation_level="REPEATABLE READ")
+        with snapshot.begin(), Session(bind=snapshot) as own:
+            counted = dict(own.execute(text("SELECT status, count(*) FROM jobs GROUP BY 1")).all())
+            kept = {k: v for k, v in tallies(own, JOBS)[JOBS].items() if v}
+    return bool(kept == counted)
+
+
 def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(
     session: Session, api: httpx.Client
 ) -> None:
-    # Finished jobs past the window for the deleter to take while others create and finish jobs.
-    for _ in range(60):
-        add_job(session, "succeeded", created_days=200, finished_days=199)
+    # Finished jobs past the window for the deleter to take from the start; the creators add
+    # more while it runs, so rows are inserted, moved and deleted at the same time.
+    initial_old = 60
+    for _ in range(initial_old):
+        insert_aged_job(session, "succeeded", created_days=200, finished_days=199)
     session.commit()
     errors: list[BaseException] = []
+    first_deletion = threading.Event()
+    deleted: list[int] = []
 
     def creator(worker: int) -> None:
         try:
             for i in range(40):
+                if i == 20 and not first_deletion.wait(timeout=60):
+                    raise TimeoutError("the deleter deleted nothing")
                 with session_scope() as own:
                     job = create_job(own, f"C{worker}X{i:03d}").job
                 if i % 3 == 0:
@@ -175,23 +164,39 @@ def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(
                             text("UPDATE jobs SET status = 'failed' WHERE id = :id"),
                             {"id": job.id},
                         )
+                if i % 4 == 0:
+                    with session_scope() as own:
+                        insert_aged_job(own, "failed", created_days=300, finished_days=299)
         except BaseException as exc:
             errors.append(exc)
+
+    creators = [threading.Thread(target=creator, args=(n,)) for n in range(3)]
 
     def deleter() -> None:
         try:
-            while apply_retention(job_keep=WINDOW, call_keep=WINDOW, batch=3).jobs:
-                pass
+            while any(thread.is_alive() for thread in creators):
+                deleted.append(apply_retention(job_keep=WINDOW, call_keep=WINDOW, batch=3).jobs)
+                if deleted[-1]:
+                    first_deletion.set()
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=creator, args=(n,)) for n in range(3)]
-    threads.append(threading.Thread(target=deleter))
-    for thread in threads:
+    for thread in creators:
         thread.start()
-    for thread in threads:
+    deleting = threading.Thread(target=deleter)
+    deleting.start()
+    # Meanwhile, every snapshot's tallies equal its rows.
+    snapshots = 0
+    while any(thread.is_alive() for thread in creators):
+        assert tallies_match_rows()
+        snapshots += 1
+    for thread in [*creators, deleting]:
         thread.join(timeout=120)
     assert not errors, errors
+    assert snapshots > 0
+    # The creators' last old rows may have come after the deleter's last run.
+    deleted.append(apply_retention(job_keep=WINDOW, call_keep=WINDOW, batch=3).jobs)
+    assert sum(deleted) == initial_old + 3 * len(range(0, 40, 4))
     session.rollback()
     rows = session.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).all()
     actual = dict(rows)
@@ -202,6 +207,32 @@ def test_the_listing_count_stays_exact_under_concurrent_creates_and_deletes(
     assert api.get("/jobs").json()["pagination"]["count"] == 120
     assert api.get("/jobs", params={"status": "failed"}).json()["pagination"]["count"] == failed
     assert api.get("/jobs", params={"status": "succeeded"}).json()["pagination"]["count"] == 0
+
+
+def test_retention_skips_a_row_another_transaction_holds_instead_of_waiting(
+    session: Session,
+) -> None:
+    held = insert_aged_job(session, "succeeded", created_days=200, finished_days=199)
+    insert_aged_job(session, "failed", created_days=200, finished_days=199)
+    session.commit()
+    reports: list[RetentionReport] = []
+    with get_engine().connect() as holder:
+        # What a worker or a request holding the row would do; retention must not wait for it.
+        holder.execute(text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": held})
+        run = threading.Thread(
+            target=lambda: reports.append(apply_retention(job_keep=WINDOW, call_keep=WINDOW))
+        )
+        run.start()
+        run.join(timeout=30)
+        finished_while_held = bool(reports)
+        holder.rollback()
+    run.join(timeout=30)
+    assert finished_while_held, "retention waited for a row another transaction holds"
+    assert reports[0].jobs == 1
+    session.rollback()
+    assert [str(i) for i in session.execute(text("SELECT id FROM jobs")).scalars()] == [held]
+    # Released, the row goes at the next run.
+    assert apply_retention(job_keep=WINDOW, call_keep=WINDOW).jobs == 1
 
 
 def test_lease_renewals_fire_no_tally(session: Session) -> None:

@@ -56,4 +56,6 @@ def test_process_commands_run_one_of_each_and_the_sandbox_only_without_a_key() -
     assert "--port=1002" in with_sandbox["flower"]
     assert "1003" in with_sandbox["sandbox"]
     assert str(schedule) in with_sandbox["beat"]
+    # The beat that schedules retention, the refresh check and the dispatcher.
+    assert with_sandbox["beat"][1:6] == ["-m", "celery", "-A", "worker.celery_app", "beat"]
     assert {"--without-gossip", "--without-mingle"} <= set(with_sandbox["worker"])
