@@ -31,7 +31,8 @@ from urllib.parse import urlencode
 
 from bench.callgrind_driver import WINDOW
 from bench.dataset import load_dataset
-from bench.readapi import ReadCase, checkout_label, read_cases
+from bench.processes import checkout_label
+from bench.readapi import ReadCase, read_cases
 from bench.stack import fresh_database, running_stack
 from shared.core.settings import get_settings
 
