@@ -1,8 +1,8 @@
 """The dashboard page at `/`, its static files, and the OpenAPI pages, all served from the package.
 
 Installed after the API routes, with FastAPI's own `/openapi.json` moved there too: every request
-tries the app's routes in order, and each one tried before the match costs it about 16,000 CPU
-instructions (docs/benchmarks.md, "API CPU per request").
+tries the app's routes in order, and each one tried before the match costs it CPU (this one about
+6,000 instructions, 1 % of a statistics request: docs/benchmarks.md, "API CPU per request").
 
 Nothing a page loads comes from another host: the scripts and styles of the dashboard, Swagger
 UI (`/docs`) and ReDoc (`/redoc`) are files under `api/static/` (see its vendor/README.md).
