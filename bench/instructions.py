@@ -152,46 +152,66 @@ def table(labels: list[str], cases: list[str], counts: dict[str, dict[str, float
     return "\n".join(lines)
 
 
+def _count_cases(
+    checkouts: list[Path],
+    labels: list[str],
+    cases: list[ReadCase],
+    *,
+    library: Path,
+    env: dict[str, str],
+    warmup: int,
+    requests: int,
+) -> dict[str, dict[str, float]]:
+    """Instructions per request by checkout label and case name; the answers must agree."""
+    counts: dict[str, dict[str, float]] = {label: {} for label in labels}
+    for case in cases:
+        digests: dict[str, object] = {}
+        for checkout, label in zip(checkouts, labels, strict=True):
+            per_request, report = count(
+                checkout, case, library=library, env=env, warmup=warmup, requests=requests
+            )
+            module = Path(str(report["module"]))
+            if report["status"] != 200 or not module.is_relative_to(checkout):
+                raise RuntimeError(f"{label}: {case.name}: {report}")
+            digests[label] = report["sha256"]
+            counts[label][case.name] = per_request
+            logger.info("%s, %s: %.0f instructions a request", case.name, label, per_request)
+        if len(set(digests.values())) > 1:
+            raise RuntimeError(f"{case.name}: the checkouts answer differently: {digests}")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     """Count every case on every checkout and print the table."""
     args = _arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("alembic", "stockpile.localstack", "shared"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    checkouts = [ROOT, *(path.resolve() for path in args.baseline)]
-    labels: list[str] = []
-    for path in checkouts:  # two checkouts of one commit (one with changes) stay apart
-        label = checkout_label(path)
-        labels.append(label if label not in labels else f"{label} ({path.name})")
-    settings = get_settings()
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder,
-        running_stack(settings.database_url, settings.redis_url) as stack,
-        fresh_database(stack, "instructions") as url,
-    ):
-        library = _client_requests(Path(folder))
-        data = load_dataset(url, symbols=SYMBOLS, years=YEARS, end_year=dt.date.today().year - 1)
-        cases = [case for case in read_cases(data) if args.only is None or args.only in case.name]
-        env = {**os.environ, **stack.process_env(url), "PYTHONHASHSEED": "0"}
-        counts: dict[str, dict[str, float]] = {label: {} for label in labels}
-        for case in cases:
-            digests: dict[str, object] = {}
-            for checkout, label in zip(checkouts, labels, strict=True):
-                per_request, report = count(
-                    checkout,
-                    case,
-                    library=library,
-                    env=env,
-                    warmup=args.warmup,
-                    requests=args.requests,
-                )
-                if report["status"] != 200 or not str(report["module"]).startswith(str(checkout)):
-                    raise RuntimeError(f"{label}: {case.name}: {report}")
-                digests[label] = report["sha256"]
-                counts[label][case.name] = per_request
-                logger.info("%s, %s: %.0f instructions a request", case.name, label, per_request)
-            if len(set(digests.values())) > 1:
-                raise RuntimeError(f"{case.name}: the checkouts answer differently: {digests}")
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as folder:
+        library = _client_requests(Path(folder))  # or exit, before any server starts
+        checkouts = [ROOT, *(path.resolve() for path in args.baseline)]
+        labels: list[str] = []
+        for path in checkouts:  # two checkouts of one commit (one with changes) stay apart
+            label = checkout_label(path)
+            labels.append(label if label not in labels else f"{label} ({path.name})")
+        settings = get_settings()
+        with (
+            running_stack(settings.database_url, settings.redis_url) as stack,
+            fresh_database(stack, "instructions") as url,
+        ):
+            data = load_dataset(
+                url, symbols=SYMBOLS, years=YEARS, end_year=dt.date.today().year - 1
+            )
+            cases = [case for case in read_cases(data) if not args.only or args.only in case.name]
+            counts = _count_cases(
+                checkouts,
+                labels,
+                cases,
+                library=library,
+                env={**os.environ, **stack.process_env(url), "PYTHONHASHSEED": "0"},
+                warmup=args.warmup,
+                requests=args.requests,
+            )
     print(
         f"Instructions per request, thousands ({args.requests} requests after {args.warmup};"
         f" {data.rows:,} rows, {SYMBOLS} symbols x {YEARS} years, day by day):\n"
