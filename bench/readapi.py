@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -65,6 +66,8 @@ class ReadResult:
     # Each earlier commit's API (by its label) on the same case in the same slices.
     baselines: dict[str, Throughput] = field(default_factory=dict)
     baseline_cpu_ms: dict[str, float] = field(default_factory=dict)
+    # This API's req/s over each earlier commit's, slice by slice (one pair per round).
+    round_ratios: dict[str, list[float]] = field(default_factory=dict)
 
     def versus(self, label: str) -> float | None:
         """API req/s over an earlier commit's API req/s, same case, same run."""
@@ -72,6 +75,10 @@ class ReadResult:
         if earlier is None or not earlier.rate:
             return None
         return self.api.rate / earlier.rate
+
+    def versus_interval(self, label: str) -> tuple[float, float] | None:
+        """The 95 % interval of the ratio to an earlier commit, from its rounds' ratios."""
+        return ratio_interval(self.round_ratios.get(label, []))
 
     @property
     def database_bound(self) -> bool:
@@ -314,7 +321,33 @@ def _read_case(
             label: _per_request(cpu[f"baseline {label}"], combined[f"baseline {label}"])
             for label, _, _ in earlier
         },
+        round_ratios={
+            label: [
+                ours.rate / theirs.rate
+                for ours, theirs in zip(runs["api"], runs[f"baseline {label}"], strict=True)
+                if theirs.rate
+            ]
+            for label, _, _ in earlier
+        },
     )
+
+
+# Student's t, two-sided 95 %, by degrees of freedom (rounds - 1); the normal value beyond.
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def ratio_interval(ratios: Sequence[float]) -> tuple[float, float] | None:
+    """A 95 % confidence interval of a speed ratio from paired per-round ratios (t on logs).
+
+    The machine's load moves every slice of a round alike, much less so the ratio of two slices
+    of one round: when the interval holds 1, the run cannot tell the two commits apart.
+    """
+    if len(ratios) < 2:
+        return None
+    logs = [math.log(ratio) for ratio in ratios]
+    centre = statistics.fmean(logs)
+    half = _T95.get(len(logs) - 1, 1.96) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(centre - half), math.exp(centre + half)
 
 
 def combine(slices: list[Throughput]) -> Throughput:

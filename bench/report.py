@@ -106,19 +106,39 @@ def _baseline_table(results: list[ReadResult], label: str) -> list[str]:
         " byte-identical first):",
         "",
         f"| case | this commit req/s | CPU ms/req | {label} req/s | CPU ms/req"
-        f" | this / {label} | at least as fast |",
-        "|---|--:|--:|--:|--:|--:|---|",
+        f" | this / {label} | 95 % interval (per round) | slower |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for result in results:
         ratio = result.versus(label)
         if ratio is None:
             continue
+        interval = result.versus_interval(label)
         lines.append(
             f"| {result.case.name} | {result.api.rate:,.0f} | {result.api_cpu_ms:.2f}"
             f" | {result.baselines[label].rate:,.0f} | {result.baseline_cpu_ms[label]:.2f}"
-            f" | {ratio:.2f} | {_met(ratio >= 1.0)} |"
+            f" | {ratio:.2f} | {_interval(interval)} | {_slower(ratio, interval)} |"
         )
-    return [*lines, ""]
+    return [
+        *lines,
+        "",
+        "Slower: **yes** when the whole interval is below 1; *within noise* when it holds 1 (the"
+        " run cannot tell the two commits apart); no when the whole interval is at or above 1.",
+        "",
+    ]
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
+def _slower(ratio: float, interval: tuple[float, float] | None) -> str:
+    if interval is None:  # one round: the ratio alone
+        return "**yes**" if ratio < 1.0 else "no"
+    low, high = interval
+    if high < 1.0:
+        return "**yes**"
+    return "*within noise*" if low < 1.0 else "no"
 
 
 def _statistics_sql_table(results: list[StatisticsSqlResult]) -> list[str]:
