@@ -15,6 +15,7 @@ account can traverse, `/var/lib/stockpile`:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -32,9 +33,11 @@ _INSTALL_PARTS = ("bin", "lib", "share")
 def prepare(home: Path) -> Path:
     """Create `home` (0755, root-owned) if missing and refuse one that others could write."""
     try:
-        if not home.is_dir():
-            home.mkdir(parents=True)
-            home.chmod(0o755)
+        # Several processes may start at once (the test suite's four): only the one that
+        # creates the folder sets its mode; the others use it as they find it.
+        with contextlib.suppress(FileExistsError):
+            home.mkdir(mode=0o755, parents=True)
+            home.chmod(0o755)  # mkdir's mode is cut by the umask
         info = home.stat()
     except OSError as exc:
         raise ServerStartError(

@@ -7,20 +7,25 @@ start without widening the permissions of any folder that Stockpile did not crea
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from stockpile.localstack import ServerStartError, postgres_server, start_postgres
+from stockpile.localstack import ServerStartError, postgres_server, server_home, start_postgres
 from stockpile.localstack.server_home import SERVER_HOME
 from tests.stockpile.localstack.support import execute, remove_linked_clusters
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
+STARTERS = 4
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the server runs as pgserver)")
 pytestmark = pytest.mark.e2e  # each test starts servers of its own
@@ -141,3 +146,36 @@ def test_a_server_home_that_cannot_be_created_fails_with_one_clear_line(tmp_path
     message = str(caught.value)
     assert "\n" not in message
     assert str(blocker / "stockpile") in message
+
+
+def _prepare_after(barrier: Barrier, home: Path, answers: multiprocessing.Queue[str]) -> None:
+    barrier.wait()
+    try:
+        answers.put(str(server_home.prepare(home)))
+    except Exception as exc:  # reported to the test, which fails on it
+        answers.put(repr(exc))
+
+
+@root_only
+def test_processes_starting_at_once_all_use_the_server_home_that_one_of_them_creates(
+    tmp_path: Path,
+) -> None:
+    # The suite's four workers start PostgreSQL together on a fresh machine: the ones that
+    # lost the race to create /var/lib/stockpile stopped with "File exists".
+    context = multiprocessing.get_context("fork")
+    for round_number in range(10):
+        home = tmp_path / f"round-{round_number}" / "stockpile"
+        barrier = context.Barrier(STARTERS)
+        answers: multiprocessing.Queue[str] = context.Queue()
+        starters = [
+            context.Process(target=_prepare_after, args=(barrier, home, answers))
+            for _ in range(STARTERS)
+        ]
+        for starter in starters:
+            starter.start()
+        results = [answers.get(timeout=60) for _ in starters]
+        for starter in starters:
+            starter.join(timeout=60)
+
+        assert results == [str(home)] * STARTERS
+        assert stat.S_IMODE(home.stat().st_mode) == 0o755
