@@ -9,7 +9,7 @@ matches and `/metrics` counted both tables on every request: a whole-table scan 
 counts now live in `row_tallies`, kept in the writing transaction by triggers, so they are exact
 and in the same snapshot as the rows. Writers only ever INSERT a signed delta there (never update
 a shared counter row), so no writer waits for another; the retention task folds the deltas into
-one row per key (`shared/retention.compact_tallies`). The retention task also adds what it deletes
+one row per key (`shared/domain/tallies.compact_tallies`). The retention task also adds what it deletes
 under `jobs_deleted` / `api_calls_deleted`, so totals in `/metrics` never go down (a TRUNCATE,
 an operator's reset, clears both).
 

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # How often beat looks for tracked symbols behind the market (a cheap query; no upstream call).
     refresh_check_interval_seconds: float = Field(default=60.0, gt=0)
     # Finished jobs / audited calls older than this many days are deleted (calls never sooner
-    # than the rate limiter's longest window needs them: shared/retention.call_retention).
+    # than the rate limiter's longest window needs them: shared/domain/retention.call_retention).
     job_retention_days: float = Field(default=90, gt=0)
     api_call_retention_days: float = Field(default=90, gt=0)
     # How often beat runs the retention task (each run deletes in small batches, then stops, and

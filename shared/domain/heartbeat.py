@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 # Renewals per window: one renewal may be late or fail (a database hiccup) without losing it.
 RENEWALS_PER_WINDOW = 3
+# A run ends its job (commits the outcome) a moment before it releases its claim, and a renewal
+# in between finds the job no longer running. So a refused renewal waits this long for the run to
+# release the claim before it calls the claim lost. (A run whose final write is refused says so
+# itself.) It holds up the other claims' renewals at most this long: a window allows for it.
+ENDING_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,8 @@ class _Renewer:
         with self._changed:
             if claim in self._claims:
                 self._claims.remove(claim)
-            # Bounded by the statement timeout.
+                self._changed.notify_all()  # a refused renewal of it may be waiting for this
+            # Bounded by the statement timeout and the ending grace.
             self._changed.wait_for(lambda: self._renewing is not claim)
 
     def _run(self) -> None:
@@ -87,13 +93,21 @@ class _Renewer:
             with self._changed:
                 claim = self._wait_for_due_claim()
                 self._renewing = claim
-            lost = self._renew(claim)
+            refused = self._renew(claim)
             with self._changed:
+                if refused and not self._released_soon(claim):
+                    # Its writes win, and ours are refused.
+                    logger.warning("job %s: lost the claim (its lease expired)", claim.job_id)
+                    self._claims.remove(claim)
                 self._renewing = None
                 claim.next_renewal = time.monotonic() + claim.terms.interval_seconds
-                if lost and claim in self._claims:
-                    self._claims.remove(claim)
                 self._changed.notify_all()
+
+    def _released_soon(self, claim: _Claim) -> bool:
+        """Whether its run releases `claim` within the ending grace (called holding the lock)."""
+        return self._changed.wait_for(
+            lambda: claim not in self._claims, timeout=ENDING_GRACE_SECONDS
+        )
 
     def _wait_for_due_claim(self) -> _Claim:
         """The claim whose renewal is due first, once it is due (called holding the lock)."""
@@ -109,7 +123,7 @@ class _Renewer:
 
     @staticmethod
     def _renew(claim: _Claim) -> bool:
-        """Renew once; whether the claim is lost (another worker holds the job now)."""
+        """Renew once; whether the row refused it (the job ended, or another worker holds it)."""
         try:
             with autocommit_connection() as connection:
                 expires = renew_lease(
@@ -125,11 +139,7 @@ class _Renewer:
                 "could not renew the lease of job %s (%s)", claim.job_id, type(exc).__name__
             )
             return False
-        if expires is None:
-            # Its writes win, and ours are refused.
-            logger.warning("job %s: lost the claim (its lease expired)", claim.job_id)
-            return True
-        return False
+        return expires is None
 
 
 _renewer: _Renewer | None = None

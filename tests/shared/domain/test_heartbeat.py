@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from shared.core.db import autocommit_connection
 from shared.core.models import Job
 from shared.domain.heartbeat import LeaseTerms, heartbeat
-from shared.domain.jobs.lifecycle import claim_job
+from shared.domain.jobs.lifecycle import claim_job, succeed_job
 from tests.reliability.harness import create_jobs
 from tests.support import wait_until
 
@@ -80,3 +81,43 @@ def test_heartbeat_stops_once_another_worker_took_the_job(
     ):
         wait_until(lambda: "lost the claim" in caplog.text, timeout=10, what="the loss")
     assert _lease(engine, job_id) == taker.lease_expires_at
+
+
+def _renewal_waits_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'UPDATE jobs SET lease_expires_at%'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_renewal_that_meets_the_runs_own_finish_is_no_loss(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A run commits its outcome a moment before it releases the claim; a renewal due in between
+    # finds the job no longer running. Seen in a 60 s call whose twelfth renewal met its finish.
+    [job_id] = create_jobs(engine, ["ENDING"])
+    job = _claim(job_id)
+    assert job.started_at is not None
+    with caplog.at_level(logging.WARNING, logger="shared.domain.heartbeat"):
+        with (
+            heartbeat(job_id, worker=WORKER, claimed_at=job.started_at, terms=TERMS),
+            Session(engine) as session,
+        ):
+            assert succeed_job(session, job_id, worker=WORKER, rows_written=0, detail=None)
+            # The next renewal waits for the finishing transaction's row lock ...
+            wait_until(lambda: _renewal_waits_on_a_lock(engine), timeout=10, what="a renewal")
+            session.commit()  # ... and then finds the job succeeded
+        assert not _renewal_waits_on_a_lock(engine)
+    assert "lost the claim" not in caplog.text
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id}
+            ).scalar_one()
+            == "succeeded"
+        )
