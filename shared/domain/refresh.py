@@ -40,7 +40,7 @@ from shared.upstream.errors import (
     RateLimited,
 )
 from shared.upstream.factory import Upstream
-from shared.upstream.ratelimit import Grant
+from shared.upstream.ratelimit import Grant, LimiterUnreachableError
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,12 @@ class _Run:
                 "completed trading day; no AlphaVantage call was made.",
                 upsert=None,
             )
+        try:
+            return self._call_and_store(stored_through, target)
+        except LimiterUnreachableError as exc:
+            return self._limiter_unreachable(exc)
+
+    def _call_and_store(self, stored_through: date | None, target: date) -> RunResult:
         outputsize = self._choose_outputsize(stored_through, target)
         while True:
             grant = self._take_token()
@@ -187,15 +193,16 @@ class _Run:
                 return RunResult(Outcome.NOT_CLAIMED)
             attempts = self.job.attempts + 1
             self.job.attempts = attempts
+            self._unsent_call = call_id  # until the token is confirmed
             sent_at = self.upstream.limiter.confirm(grant)
             if sent_at is None:
-                self._unsent_call = call_id
                 return self._requeue(
                     0.0,
                     "The budget token lapsed before the call was sent (the worker stalled); "
                     "no call was made.",
                     refund_attempt=True,
                 )
+            self._unsent_call = None
             call = _SentCall(call_id, sent_at, started=time.monotonic())
             try:
                 series = self.upstream.client.fetch_daily(self.job.symbol, outputsize)
@@ -249,6 +256,17 @@ class _Run:
             if grant.granted or grant.retry_after > MAX_SLEEP_SECONDS:
                 return grant
             time.sleep(grant.retry_after)
+
+    def _limiter_unreachable(self, exc: LimiterUnreachableError) -> RunResult:
+        # An outage to expect (a Redis restart): one line, not a task traceback. The job goes
+        # back to PostgreSQL, due at once; the dispatcher sends it when the budget is readable.
+        # An attempt whose call was not sent is given back, with its audit row.
+        logger.warning("job %s: the rate limiter is unreachable (%s); requeued", self.job.id, exc)
+        return self._requeue(
+            0.0,
+            "Waiting for the rate limiter: its Redis did not answer.",
+            refund_attempt=self._unsent_call is not None,
+        )
 
     def _cool_down(self, exc: RateLimited) -> float:
         limiter = self.upstream.limiter

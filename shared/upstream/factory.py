@@ -16,7 +16,7 @@ import redis
 from shared.core.rate_windows import parse_rate_limits
 from shared.core.settings import Settings
 from shared.upstream.client import AlphaVantageClient
-from shared.upstream.ratelimit import RedisRateLimiter
+from shared.upstream.ratelimit import RedisRateLimiter, redis_must_answer
 
 # Unix times of the calls made within the given time (the audit log, `shared.domain.audit`).
 CallHistory = Callable[[timedelta], Iterable[float]]
@@ -38,11 +38,13 @@ class FullHistoryMemory:
 
     def unavailable(self) -> bool:
         """Whether a premium-only reply to `full` was seen within the last day."""
-        return bool(self._redis.exists(self.KEY))
+        with redis_must_answer():
+            return bool(self._redis.exists(self.KEY))
 
     def remember_unavailable(self) -> None:
         """Record a premium-only reply to `full`."""
-        self._redis.set(self.KEY, "1", ex=self.TTL_SECONDS)
+        with redis_must_answer():
+            self._redis.set(self.KEY, "1", ex=self.TTL_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

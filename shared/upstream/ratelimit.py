@@ -31,7 +31,8 @@ The scripts live beside this module (``*.lua``, shipped as package data); each i
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -121,6 +122,23 @@ class LimiterStateLostError(RuntimeError):
     """Redis kept losing the limiter's state while it was being re-seeded."""
 
 
+class LimiterUnreachableError(RuntimeError):
+    """The Redis that holds the fleet's budget did not answer (down, restarting): no token.
+
+    If the script ran and only its answer was lost, the windows count a call that is never
+    made: the fleet spends less than it may, never more.
+    """
+
+
+@contextmanager
+def redis_must_answer() -> Iterator[None]:
+    """Turn Redis' connection errors and timeouts into LimiterUnreachableError."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise LimiterUnreachableError(f"Redis did not answer ({type(exc).__name__})") from exc
+
+
 class RedisRateLimiter:
     """Fleet-wide limiter enforcing every window at once, with cooldowns, in one Redis."""
 
@@ -169,7 +187,10 @@ class RedisRateLimiter:
         return self._windows
 
     def acquire(self, *, cost_id: str | None = None) -> Grant:
-        """Take one token from every window atomically, or say how long until all have one."""
+        """Take one token from every window atomically, or say how long until all have one.
+
+        Raises LimiterUnreachableError when Redis does not answer.
+        """
         keys = [self._cooldown_key, self._seq_key]
         args: list[str | int] = [cost_id or ""]
         for log_key, marker_key, window, window_us in zip(
@@ -177,16 +198,17 @@ class RedisRateLimiter:
         ):
             keys += [log_key, marker_key]
             args += [window.limit, window_us]
-        for _ in range(_MAX_ATTEMPTS):
-            code, wait_us, now_us, *member = self._acquire(keys=keys, args=args)
-            if code != _NOT_INITIALIZED:
-                return Grant(
-                    granted=code == 1,
-                    retry_after=wait_us / _MICROS,
-                    at=now_us / _MICROS,
-                    token=_text(member[0]) if member else None,
-                )
-            self.ensure_initialized()
+        with redis_must_answer():
+            for _ in range(_MAX_ATTEMPTS):
+                code, wait_us, now_us, *member = self._acquire(keys=keys, args=args)
+                if code != _NOT_INITIALIZED:
+                    return Grant(
+                        granted=code == 1,
+                        retry_after=wait_us / _MICROS,
+                        at=now_us / _MICROS,
+                        token=_text(member[0]) if member else None,
+                    )
+                self.ensure_initialized()
         raise LimiterStateLostError("rate limiter state disappeared again after re-seeding")
 
     def confirm(self, grant: Grant) -> float | None:
@@ -195,11 +217,15 @@ class RedisRateLimiter:
         The windows then count the call where the upstream sees it, not where it was granted
         (work between the two, such as a database write, can stall on a busy machine). None: the
         token lapsed (the caller stalled longer than a window and another call may hold its
-        place, or Redis lost it), so the call must not be made.
+        place, or Redis lost it), so the call must not be made. Raises LimiterUnreachableError
+        when Redis does not answer: then too the call must not be made.
         """
         if grant.token is None:
             raise ValueError("only a granted token can be confirmed")
-        confirmed, now_us = self._confirm(keys=self._log_keys, args=[grant.token, *self._window_us])
+        with redis_must_answer():
+            confirmed, now_us = self._confirm(
+                keys=self._log_keys, args=[grant.token, *self._window_us]
+            )
         return now_us / _MICROS if confirmed == 1 else None
 
     def cooldown(self, seconds: float, reason: str) -> None:

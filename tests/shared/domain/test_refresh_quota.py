@@ -6,6 +6,7 @@ limiter (the fleet's key prefix, so the API's /metrics sees its cooldown) and re
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from shared.upstream.factory import (
     Upstream,
 )
 from shared.upstream.ratelimit import RedisRateLimiter
+from stockpile.localstack import free_port, start_redis
 from stockpile.sandbox.server import SandboxHandle
 from tests.support import FAKE_API_KEY, bar, wait_for_redis_time, wait_until
 
@@ -294,3 +296,65 @@ def test_attempts_cut_short_by_deaths_count_and_the_cap_ends_the_job_without_a_c
         {"id": job.id},
     ).all()
     assert [tuple(row) for row in audit] == [("pending", 3)]  # the dead calls still count
+
+
+def _audited_calls(session: Session, symbol: str) -> int:
+    audit = session.execute(text("SELECT count(*) FROM api_calls WHERE symbol = :s"), {"s": symbol})
+    return int(audit.scalar_one())
+
+
+def test_a_limiter_that_does_not_answer_requeues_the_job_in_one_line_without_a_call(
+    session: Session, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis down (a restart): the token cannot be taken. Before, the task died with a traceback.
+    job = new_job(session, "XNOREDIS")
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    upstream = next(make_upstream(sandbox, unreachable, "50/second"))
+    try:
+        with caplog.at_level(logging.WARNING):
+            result = run(job, upstream, full_history=True)  # reads the full-history memory first
+    finally:
+        upstream.close()
+
+    assert result.outcome is Outcome.REQUEUED
+    assert calls(sandbox, "XNOREDIS") == []
+    requeued = get_job(session, job.id)
+    assert requeued is not None
+    assert (requeued.status, requeued.attempts, requeued.worker) == ("queued", 0, None)
+    assert requeued.detail == "Waiting for the rate limiter: its Redis did not answer."
+    assert seconds_until(requeued) <= 0  # due again at once
+    assert _audited_calls(session, "XNOREDIS") == 0
+    [line] = [r for r in caplog.records if "rate limiter is unreachable" in r.getMessage()]
+    assert line.exc_info is None
+
+
+def test_a_limiter_lost_between_grant_and_send_gives_the_attempt_back_without_a_call(
+    session: Session, sandbox: SandboxHandle
+) -> None:
+    job = new_job(session, "XREDISGONE")
+    with start_redis() as own_redis:
+        client: redis.Redis[bytes] = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+        upstream = next(make_upstream(sandbox, client, "50/second"))
+        try:
+            # The worker stalls between the grant and the send (in the statement that counts the
+            # attempt), and Redis goes away meanwhile: the token cannot be confirmed.
+            with get_engine().connect() as blocker:
+                blocker.execute(text("LOCK TABLE api_calls IN SHARE MODE"))
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    running = pool.submit(run, job, upstream)
+                    wait_until(
+                        lambda: upstream.limiter.status().windows[0].used, timeout=30, what="grant"
+                    )
+                    own_redis.stop()
+                    blocker.rollback()
+                    result = running.result(timeout=30)
+        finally:
+            upstream.close()
+
+    assert result.outcome is Outcome.REQUEUED
+    assert calls(sandbox, "XREDISGONE") == []
+    requeued = get_job(session, job.id)
+    assert requeued is not None
+    assert (requeued.status, requeued.attempts) == ("queued", 0)  # the counted attempt given back
+    assert requeued.detail == "Waiting for the rate limiter: its Redis did not answer."
+    assert _audited_calls(session, "XREDISGONE") == 0  # its pending audit row withdrawn
