@@ -135,6 +135,8 @@ def redis_must_answer() -> Iterator[None]:
     """Turn Redis' connection errors and timeouts into LimiterUnreachableError."""
     try:
         yield
+    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError):
+        raise  # a fault to fix (wrong password or ACL), not an outage to wait out: loud
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise LimiterUnreachableError(f"Redis did not answer ({type(exc).__name__})") from exc
 

@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from shared.core.rate_windows import RateWindow, parse_rate_limits
-from shared.upstream.ratelimit import RedisRateLimiter
+from shared.upstream.ratelimit import LimiterUnreachableError, RedisRateLimiter
+from stockpile.localstack import free_port, start_redis
 from tests.support import max_in_sliding_interval, redis_now, wait_for_redis_time
 
 MakeLimiter = Callable[..., RedisRateLimiter]
@@ -719,3 +720,20 @@ def test_rebuild_new_window_seeded_without_recounting_existing(
     assert grant.granted
     assert [w.used for w in after.status().windows] == [3, 5]
     assert not after.acquire().granted
+
+
+def test_a_redis_that_does_not_answer_is_unreachable_but_a_refused_password_stays_loud() -> None:
+    windows = parse_rate_limits("5/second")
+    nobody = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    with pytest.raises(LimiterUnreachableError, match=r"Redis did not answer \(ConnectionError\)"):
+        RedisRateLimiter(nobody, windows, history=lambda: ()).acquire()
+
+    with start_redis() as server:
+        redis.Redis.from_url(server.url).config_set("requirepass", "right")
+        try:
+            wrong = redis.Redis.from_url(server.url, password="wrong")
+            # Waiting will not fix a wrong password: not an outage, so the caller sees it as is.
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                RedisRateLimiter(wrong, windows, history=lambda: ()).acquire()
+        finally:  # so that the server's own stop can still talk to it
+            redis.Redis.from_url(server.url, password="right").config_set("requirepass", "")
