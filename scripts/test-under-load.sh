@@ -23,7 +23,8 @@ ps = [m.Process(target=spin) for _ in range(m.cpu_count())]
 [p.start() for p in ps]; [p.join() for p in ps]" &
 fi
 load=$!
-trap 'kill -- "$load" 2>/dev/null; pkill -P "$load" 2>/dev/null || true' EXIT
+# The hogs first: killed first, their parent would leave them to init, spinning on.
+trap 'pkill -P "$load" 2>/dev/null; kill -- "$load" 2>/dev/null || true' EXIT
 
 for run in $(seq 1 "$runs"); do
     echo "=== run $run of $runs under load ($(uptime | sed 's/.*load average/load average/'))"
