@@ -298,9 +298,20 @@ def test_attempts_cut_short_by_deaths_count_and_the_cap_ends_the_job_without_a_c
     assert [tuple(row) for row in audit] == [("pending", 3)]  # the dead calls still count
 
 
-def _audited_calls(session: Session, symbol: str) -> int:
-    audit = session.execute(text("SELECT count(*) FROM api_calls WHERE symbol = :s"), {"s": symbol})
-    return int(audit.scalar_one())
+def assert_requeued_for_the_limiter_without_a_call(
+    session: Session, sandbox: SandboxHandle, job: Job
+) -> None:
+    """Back in the queue, due at once, no attempt counted, no call made or audited."""
+    assert calls(sandbox, job.symbol) == []
+    requeued = get_job(session, job.id)
+    assert requeued is not None
+    assert (requeued.status, requeued.attempts, requeued.worker) == ("queued", 0, None)
+    assert requeued.detail == "Waiting for the rate limiter: its Redis did not answer."
+    assert seconds_until(requeued) <= 0
+    audit = session.execute(
+        text("SELECT count(*) FROM api_calls WHERE symbol = :s"), {"s": job.symbol}
+    )
+    assert audit.scalar_one() == 0  # a pending audit row of an unsent call is withdrawn
 
 
 def test_a_limiter_that_does_not_answer_requeues_the_job_in_one_line_without_a_call(
@@ -317,13 +328,7 @@ def test_a_limiter_that_does_not_answer_requeues_the_job_in_one_line_without_a_c
         upstream.close()
 
     assert result.outcome is Outcome.REQUEUED
-    assert calls(sandbox, "XNOREDIS") == []
-    requeued = get_job(session, job.id)
-    assert requeued is not None
-    assert (requeued.status, requeued.attempts, requeued.worker) == ("queued", 0, None)
-    assert requeued.detail == "Waiting for the rate limiter: its Redis did not answer."
-    assert seconds_until(requeued) <= 0  # due again at once
-    assert _audited_calls(session, "XNOREDIS") == 0
+    assert_requeued_for_the_limiter_without_a_call(session, sandbox, job)
     [line] = [r for r in caplog.records if "rate limiter is unreachable" in r.getMessage()]
     assert line.exc_info is None
 
@@ -352,9 +357,5 @@ def test_a_limiter_lost_between_grant_and_send_gives_the_attempt_back_without_a_
             upstream.close()
 
     assert result.outcome is Outcome.REQUEUED
-    assert calls(sandbox, "XREDISGONE") == []
-    requeued = get_job(session, job.id)
-    assert requeued is not None
-    assert (requeued.status, requeued.attempts) == ("queued", 0)  # the counted attempt given back
-    assert requeued.detail == "Waiting for the rate limiter: its Redis did not answer."
-    assert _audited_calls(session, "XREDISGONE") == 0  # its pending audit row withdrawn
+    # The attempt counted before the send is given back, with its audit row.
+    assert_requeued_for_the_limiter_without_a_call(session, sandbox, job)
